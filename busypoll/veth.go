@@ -1,0 +1,175 @@
+package busypoll
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Names of the veth ends. The namespaces are private to one run, so fixed
+// names cannot collide with another run's.
+const (
+	VethServerName = "bpt-sv"
+	VethClientName = "bpt-cl"
+)
+
+// linkUpTimeout bounds the wait for both ends to report a carrier.
+const linkUpTimeout = 5 * time.Second
+
+// Link is one network device in a namespace.
+type Link struct {
+	NS    *NetNS
+	Name  string
+	Index int
+	Addr  netip.Prefix
+}
+
+// VethPair is a veth pair whose ends sit in two namespaces.
+type VethPair struct {
+	Server Link // receives: one rx queue, GRO on, so it has a NAPI
+	Client Link // sends: TSO off, so that segments reach the server's NAPI
+}
+
+// NewVethPair creates a veth pair with one rx and one tx queue per end, the
+// server end in server and the client end in client, assigns the addresses,
+// switches GRO on at the server (veth has a NAPI only with GRO on) and TSO off
+// at the client (TCP would otherwise hand veth 64 KiB segments that bypass
+// GRO), brings both ends and both loopbacks up, and waits until both ends
+// report a carrier. The pair disappears with the namespaces.
+func NewVethPair(server, client *NetNS, serverAddr, clientAddr netip.Prefix) (VethPair, error) {
+	p := VethPair{
+		Server: Link{NS: server, Name: VethServerName, Addr: serverAddr},
+		Client: Link{NS: client, Name: VethClientName, Addr: clientAddr},
+	}
+	for _, a := range []netip.Prefix{serverAddr, clientAddr} {
+		if !a.IsValid() {
+			return VethPair{}, fmt.Errorf("busypoll: veth address %v is not a valid prefix", a)
+		}
+	}
+	clientFD := client.FD()
+	if clientFD < 0 {
+		return VethPair{}, fmt.Errorf("%w: %s", ErrNetNSClosed, client)
+	}
+	err := server.Do(func() error {
+		veth := &netlink.Veth{
+			LinkAttrs: netlink.LinkAttrs{
+				Name:        VethServerName,
+				NumRxQueues: 1,
+				NumTxQueues: 1,
+			},
+			PeerName:      VethClientName,
+			PeerNamespace: netlink.NsFd(clientFD),
+		}
+		if err := netlink.LinkAdd(veth); err != nil {
+			return fmt.Errorf("busypoll: create veth %s (in %s) / %s (in %s): %w",
+				VethServerName, server, VethClientName, client, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return VethPair{}, err
+	}
+	if err := p.Server.configure(GRO, true); err != nil {
+		return VethPair{}, err
+	}
+	if err := p.Client.configure(TSO, false); err != nil {
+		return VethPair{}, err
+	}
+	for _, l := range []*Link{&p.Server, &p.Client} {
+		if err := l.WaitCarrier(linkUpTimeout); err != nil {
+			return VethPair{}, err
+		}
+	}
+	return p, nil
+}
+
+// configure looks the link up, assigns its address, sets one offload and
+// brings it and the namespace's loopback up.
+func (l *Link) configure(o Offload, on bool) error {
+	return l.NS.Do(func() error {
+		link, err := netlink.LinkByName(l.Name)
+		if err != nil {
+			return fmt.Errorf("busypoll: find %s in %s: %w", l.Name, l.NS, err)
+		}
+		l.Index = link.Attrs().Index
+		addr := &netlink.Addr{IPNet: &net.IPNet{
+			IP:   l.Addr.Addr().AsSlice(),
+			Mask: net.CIDRMask(l.Addr.Bits(), l.Addr.Addr().BitLen()),
+		}}
+		if l.Addr.Addr().Is6() {
+			// No duplicate address detection: the address must work at once.
+			addr.Flags = unix.IFA_F_NODAD
+		}
+		if err := netlink.AddrAdd(link, addr); err != nil {
+			return fmt.Errorf("busypoll: add %v to %s in %s: %w", l.Addr, l.Name, l.NS, err)
+		}
+		if err := SetOffload(l.Name, o, on); err != nil {
+			return err
+		}
+		if lo, err := netlink.LinkByName("lo"); err == nil {
+			if err := netlink.LinkSetUp(lo); err != nil {
+				return fmt.Errorf("busypoll: bring lo up in %s: %w", l.NS, err)
+			}
+		}
+		if err := netlink.LinkSetUp(link); err != nil {
+			return fmt.Errorf("busypoll: bring %s up in %s: %w", l.Name, l.NS, err)
+		}
+		return nil
+	})
+}
+
+// SetUp brings the link up (true) or down (false).
+func (l Link) SetUp(up bool) error {
+	return l.NS.Do(func() error {
+		link, err := netlink.LinkByIndex(l.Index)
+		if err != nil {
+			return fmt.Errorf("busypoll: find %s (ifindex %d) in %s: %w", l.Name, l.Index, l.NS, err)
+		}
+		if up {
+			err = netlink.LinkSetUp(link)
+		} else {
+			err = netlink.LinkSetDown(link)
+		}
+		if err != nil {
+			return fmt.Errorf("busypoll: set %s in %s up=%v: %w", l.Name, l.NS, up, err)
+		}
+		return nil
+	})
+}
+
+// errNoCarrier is wrapped by WaitCarrier's timeout error.
+var errNoCarrier = errors.New("no carrier")
+
+// WaitCarrier polls until the link is up with a carrier (IFF_UP and
+// IFF_LOWER_UP), or fails after timeout saying what the link reported last.
+func (l Link) WaitCarrier(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		var flags uint32
+		err := l.NS.Do(func() error {
+			link, err := netlink.LinkByIndex(l.Index)
+			if err != nil {
+				return fmt.Errorf("busypoll: find %s (ifindex %d) in %s: %w", l.Name, l.Index, l.NS, err)
+			}
+			flags = link.Attrs().RawFlags
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		const want = unix.IFF_UP | unix.IFF_LOWER_UP
+		if flags&want == want {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("busypoll: %s in %s: %w after %v (flags %#x, want IFF_UP|IFF_LOWER_UP)",
+				l.Name, l.NS, errNoCarrier, timeout, flags)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -42,10 +42,6 @@ type VethPair struct {
 // GRO), brings both ends and both loopbacks up, and waits until both ends
 // report a carrier. The pair disappears with the namespaces.
 func NewVethPair(server, client *NetNS, serverAddr, clientAddr netip.Prefix) (VethPair, error) {
-	p := VethPair{
-		Server: Link{NS: server, Name: VethServerName, Addr: serverAddr},
-		Client: Link{NS: client, Name: VethClientName, Addr: clientAddr},
-	}
 	for _, a := range []netip.Prefix{serverAddr, clientAddr} {
 		if !a.IsValid() {
 			return VethPair{}, fmt.Errorf("busypoll: veth address %v is not a valid prefix", a)
@@ -69,15 +65,19 @@ func NewVethPair(server, client *NetNS, serverAddr, clientAddr netip.Prefix) (Ve
 			return fmt.Errorf("busypoll: create veth %s (in %s) / %s (in %s): %w",
 				VethServerName, server, VethClientName, client, err)
 		}
-		return nil
+		return SetOffload(VethServerName, GRO, true)
 	})
 	if err != nil {
 		return VethPair{}, err
 	}
-	if err := p.Server.configure(GRO, true); err != nil {
+	if err := client.Do(func() error { return SetOffload(VethClientName, TSO, false) }); err != nil {
 		return VethPair{}, err
 	}
-	if err := p.Client.configure(TSO, false); err != nil {
+	var p VethPair
+	if p.Server, err = NewLink(server, VethServerName, serverAddr); err != nil {
+		return VethPair{}, err
+	}
+	if p.Client, err = NewLink(client, VethClientName, clientAddr); err != nil {
 		return VethPair{}, err
 	}
 	for _, l := range []*Link{&p.Server, &p.Client} {
@@ -88,39 +88,45 @@ func NewVethPair(server, client *NetNS, serverAddr, clientAddr netip.Prefix) (Ve
 	return p, nil
 }
 
-// configure looks the link up, assigns its address, sets one offload and
-// brings it and the namespace's loopback up.
-func (l *Link) configure(o Offload, on bool) error {
-	return l.NS.Do(func() error {
-		link, err := netlink.LinkByName(l.Name)
+// NewLink takes the existing device name in ns into use for a test: it
+// assigns addr, brings the device and the namespace's loopback up, and returns
+// the device with its ifindex. It does not wait for a carrier (WaitCarrier).
+func NewLink(ns *NetNS, name string, addr netip.Prefix) (Link, error) {
+	l := Link{NS: ns, Name: name, Addr: addr}
+	if !addr.IsValid() {
+		return Link{}, fmt.Errorf("busypoll: address %v for %s is not a valid prefix", addr, name)
+	}
+	err := ns.Do(func() error {
+		link, err := netlink.LinkByName(name)
 		if err != nil {
-			return fmt.Errorf("busypoll: find %s in %s: %w", l.Name, l.NS, err)
+			return fmt.Errorf("busypoll: find %s in %s: %w", name, ns, err)
 		}
 		l.Index = link.Attrs().Index
-		addr := &netlink.Addr{IPNet: &net.IPNet{
-			IP:   l.Addr.Addr().AsSlice(),
-			Mask: net.CIDRMask(l.Addr.Bits(), l.Addr.Addr().BitLen()),
+		a := &netlink.Addr{IPNet: &net.IPNet{
+			IP:   addr.Addr().AsSlice(),
+			Mask: net.CIDRMask(addr.Bits(), addr.Addr().BitLen()),
 		}}
-		if l.Addr.Addr().Is6() {
+		if addr.Addr().Is6() {
 			// No duplicate address detection: the address must work at once.
-			addr.Flags = unix.IFA_F_NODAD
+			a.Flags = unix.IFA_F_NODAD
 		}
-		if err := netlink.AddrAdd(link, addr); err != nil {
-			return fmt.Errorf("busypoll: add %v to %s in %s: %w", l.Addr, l.Name, l.NS, err)
-		}
-		if err := SetOffload(l.Name, o, on); err != nil {
-			return err
+		if err := netlink.AddrAdd(link, a); err != nil {
+			return fmt.Errorf("busypoll: add %v to %s in %s: %w", addr, name, ns, err)
 		}
 		if lo, err := netlink.LinkByName("lo"); err == nil {
 			if err := netlink.LinkSetUp(lo); err != nil {
-				return fmt.Errorf("busypoll: bring lo up in %s: %w", l.NS, err)
+				return fmt.Errorf("busypoll: bring lo up in %s: %w", ns, err)
 			}
 		}
 		if err := netlink.LinkSetUp(link); err != nil {
-			return fmt.Errorf("busypoll: bring %s up in %s: %w", l.Name, l.NS, err)
+			return fmt.Errorf("busypoll: bring %s up in %s: %w", name, ns, err)
 		}
 		return nil
 	})
+	if err != nil {
+		return Link{}, err
+	}
+	return l, nil
 }
 
 // SetUp brings the link up (true) or down (false).

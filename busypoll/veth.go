@@ -51,6 +51,7 @@ func NewVethPair(server, client *NetNS, serverAddr, clientAddr netip.Prefix) (Ve
 	if clientFD < 0 {
 		return VethPair{}, fmt.Errorf("%w: %s", ErrNetNSClosed, client)
 	}
+	var serverIndex, clientIndex int
 	err := server.Do(func() error {
 		veth := &netlink.Veth{
 			LinkAttrs: netlink.LinkAttrs{
@@ -65,19 +66,30 @@ func NewVethPair(server, client *NetNS, serverAddr, clientAddr netip.Prefix) (Ve
 			return fmt.Errorf("busypoll: create veth %s (in %s) / %s (in %s): %w",
 				VethServerName, server, VethClientName, client, err)
 		}
+		var err error
+		if serverIndex, err = indexOf(server, VethServerName); err != nil {
+			return err
+		}
 		return SetOffload(VethServerName, GRO, true)
 	})
 	if err != nil {
 		return VethPair{}, err
 	}
-	if err := client.Do(func() error { return SetOffload(VethClientName, TSO, false) }); err != nil {
+	err = client.Do(func() error {
+		var err error
+		if clientIndex, err = indexOf(client, VethClientName); err != nil {
+			return err
+		}
+		return SetOffload(VethClientName, TSO, false)
+	})
+	if err != nil {
 		return VethPair{}, err
 	}
 	var p VethPair
-	if p.Server, err = NewLink(server, VethServerName, serverAddr); err != nil {
+	if p.Server, err = NewLink(server, serverIndex, serverAddr); err != nil {
 		return VethPair{}, err
 	}
-	if p.Client, err = NewLink(client, VethClientName, clientAddr); err != nil {
+	if p.Client, err = NewLink(client, clientIndex, clientAddr); err != nil {
 		return VethPair{}, err
 	}
 	for _, l := range []*Link{&p.Server, &p.Client} {
@@ -88,20 +100,21 @@ func NewVethPair(server, client *NetNS, serverAddr, clientAddr netip.Prefix) (Ve
 	return p, nil
 }
 
-// NewLink takes the existing device name in ns into use for a test: it
+// NewLink takes the existing device ifindex in ns into use for a test: it
 // assigns addr, brings the device and the namespace's loopback up, and returns
-// the device with its ifindex. It does not wait for a carrier (WaitCarrier).
-func NewLink(ns *NetNS, name string, addr netip.Prefix) (Link, error) {
-	l := Link{NS: ns, Name: name, Addr: addr}
+// the device with its name. It does not wait for a carrier (WaitCarrier).
+func NewLink(ns *NetNS, ifindex int, addr netip.Prefix) (Link, error) {
+	l := Link{NS: ns, Index: ifindex, Addr: addr}
 	if !addr.IsValid() {
-		return Link{}, fmt.Errorf("busypoll: address %v for %s is not a valid prefix", addr, name)
+		return Link{}, fmt.Errorf("busypoll: address %v for ifindex %d is not a valid prefix", addr, ifindex)
 	}
 	err := ns.Do(func() error {
-		link, err := netlink.LinkByName(name)
+		link, err := netlink.LinkByIndex(ifindex)
 		if err != nil {
-			return fmt.Errorf("busypoll: find %s in %s: %w", name, ns, err)
+			return fmt.Errorf("busypoll: find ifindex %d in %s: %w", ifindex, ns, err)
 		}
-		l.Index = link.Attrs().Index
+		name := link.Attrs().Name
+		l.Name = name
 		a := &netlink.Addr{IPNet: &net.IPNet{
 			IP:   addr.Addr().AsSlice(),
 			Mask: net.CIDRMask(addr.Bits(), addr.Addr().BitLen()),
@@ -127,6 +140,15 @@ func NewLink(ns *NetNS, name string, addr netip.Prefix) (Link, error) {
 		return Link{}, err
 	}
 	return l, nil
+}
+
+// indexOf returns the ifindex of name in the calling thread's namespace.
+func indexOf(ns *NetNS, name string) (int, error) {
+	link, err := netlink.LinkByName(name)
+	if err != nil {
+		return 0, fmt.Errorf("busypoll: find %s in %s: %w", name, ns, err)
+	}
+	return link.Attrs().Index, nil
 }
 
 // SetUp brings the link up (true) or down (false).

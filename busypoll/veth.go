@@ -201,3 +201,21 @@ func (l Link) WaitCarrier(timeout time.Duration) error {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// RxPackets returns the number of packets the device has received (its
+// rtnetlink rx_packets), counted before GRO merges them.
+func (l Link) RxPackets() (uint64, error) {
+	var n uint64
+	err := l.NS.Do(func() error {
+		link, err := netlink.LinkByIndex(l.Index)
+		if err != nil {
+			return fmt.Errorf("busypoll: find %s (ifindex %d) in %s: %w", l.Name, l.Index, l.NS, err)
+		}
+		if link.Attrs().Statistics == nil {
+			return fmt.Errorf("busypoll: %s in %s reports no statistics", l.Name, l.NS)
+		}
+		n = link.Attrs().Statistics.RxPackets
+		return nil
+	})
+	return n, err
+}

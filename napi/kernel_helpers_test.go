@@ -1,0 +1,94 @@
+package napi
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/netdev-go/busypolltest/busypoll"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+)
+
+// requireRoot skips t unless it runs as root and without -short.
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("skipped with -short: creates network namespaces and a veth pair")
+	}
+	if os.Geteuid() != 0 {
+		t.Skipf("needs root: creates network namespaces and a veth pair and runs napi-set (CAP_NET_ADMIN); running as uid %d", os.Geteuid())
+	}
+}
+
+// testVeth is a veth pair between two namespaces that the test created.
+type testVeth struct {
+	server, client *busypoll.NetNS
+	pair           busypoll.VethPair
+}
+
+// newTestVeth creates two namespaces and a veth pair across them with GRO on
+// at the server end, so that the server end has a NAPI. Everything goes away
+// at the end of the test.
+func newTestVeth(t *testing.T) testVeth {
+	t.Helper()
+	server, err := busypoll.NewNetNS("napi-sv")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = server.Close() })
+	client, err := busypoll.NewNetNS("napi-cl")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = client.Close() })
+
+	pair, err := busypoll.NewVethPair(server, client,
+		netip.MustParsePrefix("10.77.0.1/24"), netip.MustParsePrefix("10.77.0.2/24"))
+	require.NoError(t, err)
+	return testVeth{server: server, client: client, pair: pair}
+}
+
+// dialIn dials a Client in ns and closes it at the end of the test.
+func dialIn(t *testing.T, ns *busypoll.NetNS) *Client {
+	t.Helper()
+	c, err := Dial(ns.FD())
+	require.NoError(t, err, "dial netdev in %s", ns)
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// kernelRelease returns uname -r.
+func kernelRelease(t *testing.T) string {
+	t.Helper()
+	var u unix.Utsname
+	require.NoError(t, unix.Uname(&u))
+	return unix.ByteSliceToString(u.Release[:])
+}
+
+// napiThreadPIDs returns the pids of the kernel threads named as the kernel
+// names the thread of NAPI id on device dev ("napi/DEV-ID", cut to the 15
+// characters of a task's comm). It reads /proc, independently of netlink.
+func napiThreadPIDs(t *testing.T, dev string, id uint32) []uint32 {
+	t.Helper()
+	want := fmt.Sprintf("napi/%s-%d", dev, id)
+	if len(want) > 15 {
+		want = want[:15]
+	}
+	comms, err := filepath.Glob("/proc/[0-9]*/comm")
+	require.NoError(t, err)
+	var pids []uint32
+	for _, p := range comms {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue // the task exited
+		}
+		if strings.TrimSuffix(string(b), "\n") != want {
+			continue
+		}
+		pid, err := strconv.ParseUint(filepath.Base(filepath.Dir(p)), 10, 32)
+		require.NoError(t, err)
+		pids = append(pids, uint32(pid))
+	}
+	return pids
+}

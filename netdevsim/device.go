@@ -1,0 +1,180 @@
+package netdevsim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Limits of NewDevice.
+const (
+	// MaxID is the largest device id the kernel accepts (INT_MAX).
+	MaxID = 1<<31 - 1
+	// MinRandomID is the smallest id NewDevice picks. Ids below it are left
+	// to people and scripts that choose their own (the kernel selftests use
+	// ids under 1024).
+	MinRandomID = 1 << 20
+	// MaxPorts is the largest port count NewDevice accepts. netdevsim
+	// numbers its VF ports from 128, so more physical ports make no sense.
+	MaxPorts = 128
+	// MaxQueues is the largest queue count per port NewDevice accepts. Each
+	// queue has its own NAPI instance and page pool in netdevsim.
+	MaxQueues = 256
+	// IDAttempts is how many random ids NewDevice tries before giving up
+	// when the kernel says they are taken (ENOSPC).
+	IDAttempts = 16
+	// DefaultWait bounds NewDevice's wait for the netdevs when ctx has no
+	// deadline.
+	DefaultWait = 10 * time.Second
+)
+
+// Port is one netdev of a device.
+type Port struct {
+	// Index is the port's position on its device, 0 to ports-1 in the
+	// kernel's creation order (phys_port_name p1, p2, ...).
+	Index int
+	// Name is the netdev's name when NewDevice found it. In a namespace
+	// where udev runs (the initial one) it may be renamed afterwards;
+	// IfIndex stays valid.
+	Name string
+	// IfIndex is the netdev's ifindex inside the device's namespace.
+	IfIndex int
+}
+
+// Device is a netdevsim device created by NewDevice. Delete it when done,
+// for example with t.Cleanup(func() { dev.Delete() }).
+type Device struct {
+	// ID is the device's id on the bus (its folder is devices/netdevsimID).
+	ID int
+	// NS is the namespace the device's netdevs were created in (nil: the
+	// namespace of the thread that called NewDevice).
+	NS Namespace
+	// Ports are the device's netdevs, sorted by Index.
+	Ports []Port
+
+	bus     *Bus
+	mu      sync.Mutex
+	deleted bool
+}
+
+// Endpoint returns port i of the device as a link endpoint. It panics if i
+// is out of range, like an index expression.
+func (d *Device) Endpoint(i int) Endpoint {
+	return Endpoint{NS: d.NS, IfIndex: d.Ports[i].IfIndex}
+}
+
+// NewDevice creates a netdevsim device with the given number of ports and
+// queues per port, whose netdevs are born in ns (nil: the calling thread's
+// namespace). It picks a random free id itself, retrying when the kernel
+// says an id is taken, and waits until all netdevs are visible through
+// rtnetlink in ns, at most until ctx's deadline (DefaultWait if it has
+// none). If it fails after the kernel created the device, it deletes it.
+func (b *Bus) NewDevice(ctx context.Context, ns Namespace, ports, queues int) (*Device, error) {
+	if ports < 1 || ports > MaxPorts {
+		return nil, fmt.Errorf("netdevsim: port count %d out of range: must be 1..%d", ports, MaxPorts)
+	}
+	if queues < 1 || queues > MaxQueues {
+		return nil, fmt.Errorf("netdevsim: queue count %d out of range: must be 1..%d", queues, MaxQueues)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultWait)
+		defer cancel()
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("netdevsim: create device: %w", err)
+	}
+
+	var errs []error
+	for range IDAttempts {
+		id := b.randID()
+		err := b.write(ns, fileNew, fmt.Sprintf("%d %d %d", id, ports, queues))
+		if errors.Is(err, unix.ENOSPC) {
+			errs = append(errs, err)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		d := &Device{ID: id, NS: ns, bus: b}
+		if err := d.wait(ctx, ports, queues); err != nil {
+			if derr := d.Delete(); derr != nil {
+				err = errors.Join(err, fmt.Errorf("netdevsim: and deleting the half-made device failed, it is left on the bus: %w", derr))
+			}
+			return nil, err
+		}
+		return d, nil
+	}
+	return nil, fmt.Errorf("netdevsim: no free device id after %d random tries: %w", IDAttempts, errors.Join(errs...))
+}
+
+// wait polls rtnetlink in the device's namespace until all its netdevs are
+// there, then fills in d.Ports.
+func (d *Device) wait(ctx context.Context, ports, queues int) error {
+	delay := time.Millisecond
+	for {
+		devs, err := d.bus.netdevs(d.NS, d.ID)
+		if err != nil {
+			return fmt.Errorf("netdevsim: find the netdevs of device %d: %w", d.ID, err)
+		}
+		if len(devs) == ports {
+			for _, nd := range devs {
+				if nd.rxQueues != 0 && nd.rxQueues != queues {
+					return fmt.Errorf("netdevsim: device %d: netdev %s has %d rx queues, asked for %d: this kernel's netdevsim ignores the QUEUES field of new_device",
+						d.ID, nd.Name, nd.rxQueues, queues)
+				}
+				d.Ports = append(d.Ports, nd.Port)
+			}
+			return nil
+		}
+		if len(devs) > ports {
+			return fmt.Errorf("netdevsim: device %d has %d netdevs, asked for %d", d.ID, len(devs), ports)
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			hint := ""
+			if len(devs) == 0 {
+				hint = " (a kernel older than 5.16 does not report IFLA_PARENT_DEV_NAME, by which they are found)"
+			}
+			return fmt.Errorf("netdevsim: device %d: %d of %d netdevs appeared in its namespace before the wait ended%s: %w",
+				d.ID, len(devs), ports, hint, ctx.Err())
+		case <-t.C:
+		}
+		delay = min(2*delay, 50*time.Millisecond)
+	}
+}
+
+// Delete removes the device from the bus and with it its netdevs. It is
+// idempotent: after one successful call, later calls do nothing, and a
+// device the kernel no longer knows (ENOENT) counts as deleted. It does not
+// depend on the calling thread's namespace, so it is safe in t.Cleanup.
+func (d *Device) Delete() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.deleted {
+		return nil
+	}
+	err := d.bus.write(nil, fileDel, strconv.Itoa(d.ID))
+	var e *Error
+	if errors.As(err, &e) && e.Op == "write" && errors.Is(err, unix.ENOENT) {
+		err = nil
+	}
+	if err != nil {
+		return err
+	}
+	d.deleted = true
+	return nil
+}
+
+// randomID picks an id in [MinRandomID, MaxID].
+func randomID() int {
+	return MinRandomID + rand.IntN(MaxID-MinRandomID+1)
+}

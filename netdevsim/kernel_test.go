@@ -1,0 +1,200 @@
+package netdevsim_test
+
+// Tests against the running kernel's netdevsim. They need root and a kernel
+// with netdevsim (built in, or a module that can be loaded); otherwise they
+// skip and say which is missing. They run in namespaces they create.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/netdev-go/busypolltest/busypoll"
+	"github.com/netdev-go/busypolltest/netdevsim"
+)
+
+// requireNetdevsim skips unless the kernel tests can run here.
+func requireNetdevsim(t *testing.T) *netdevsim.Bus {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: skipping tests that create netdevsim devices in the running kernel")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: writes to /sys/bus/netdevsim and creates network namespaces")
+	}
+	if err := netdevsim.Available(); err != nil {
+		if errors.Is(err, netdevsim.ErrUnavailable) {
+			t.Skip(err)
+		}
+		t.Fatal(err)
+	}
+	return netdevsim.Default()
+}
+
+// newNS creates a namespace closed at cleanup, with an rtnetlink handle
+// opened inside it.
+func newNS(t *testing.T, label string) (*busypoll.NetNS, *netlink.Handle) {
+	t.Helper()
+	ns, err := busypoll.NewNetNS(label)
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, ns.Close()) })
+	var h *netlink.Handle
+	require.NoError(t, ns.Do(func() (err error) {
+		h, err = netlink.NewHandle(unix.NETLINK_ROUTE)
+		return err
+	}))
+	t.Cleanup(h.Close)
+	return ns, h
+}
+
+// newDevice creates a device deleted at cleanup (before its namespace is
+// closed: cleanups run last-in first-out), and checks it is really gone.
+func newDevice(t *testing.T, bus *netdevsim.Bus, ns netdevsim.Namespace, ports, queues int) *netdevsim.Device {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	d, err := bus.NewDevice(ctx, ns, ports, queues)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		assert.NoError(t, d.Delete())
+		assert.NoDirExists(t, bus.DevicePath(d.ID), "device %d left on the bus", d.ID)
+	})
+	return d
+}
+
+// linkFlags polls until the link's IFF_LOWER_UP equals want, or fails.
+func waitLowerUp(t *testing.T, h *netlink.Handle, ifindex int, want bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		l, err := h.LinkByIndex(ifindex)
+		require.NoError(t, err)
+		up := l.Attrs().RawFlags&unix.IFF_LOWER_UP != 0
+		if up == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("link %s (ifindex %d): IFF_LOWER_UP is %t after 10s, want %t (flags %v, operstate %v)",
+				l.Attrs().Name, ifindex, up, want, l.Attrs().Flags, l.Attrs().OperState)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestKernelDeviceLifecycle(t *testing.T) {
+	bus := requireNetdevsim(t)
+	nsA, hA := newNS(t, "nsim-a")
+	nsB, hB := newNS(t, "nsim-b")
+
+	a := newDevice(t, bus, nsA, 1, 1)
+	b := newDevice(t, bus, nsB, 2, 3)
+	require.Len(t, a.Ports, 1)
+	require.Len(t, b.Ports, 2)
+	assert.NotEqual(t, a.ID, b.ID)
+	assert.DirExists(t, bus.DevicePath(a.ID))
+
+	// The netdevs were born in the namespaces of the writing threads, with
+	// the queue counts asked for, and nowhere else.
+	for _, c := range []struct {
+		d      *netdevsim.Device
+		h      *netlink.Handle
+		queues int
+	}{{a, hA, 1}, {b, hB, 3}} {
+		for _, p := range c.d.Ports {
+			l, err := c.h.LinkByIndex(p.IfIndex)
+			require.NoError(t, err)
+			assert.Equal(t, p.Name, l.Attrs().Name)
+			assert.Equal(t, fmt.Sprintf("netdevsim%d", c.d.ID), l.Attrs().ParentDev)
+			assert.Equal(t, "netdevsim", l.Attrs().ParentDevBus)
+			assert.Equal(t, c.queues, l.Attrs().NumRxQueues)
+		}
+	}
+	host, err := netlink.LinkList()
+	require.NoError(t, err)
+	for _, l := range host {
+		assert.NotContains(t, []string{fmt.Sprintf("netdevsim%d", a.ID), fmt.Sprintf("netdevsim%d", b.ID)},
+			l.Attrs().ParentDev, "netdev %s of our device in the test's own namespace", l.Attrs().Name)
+	}
+
+	// Up first: whether linking alone raises carrier differs between kernels.
+	la, err := hA.LinkByIndex(a.Ports[0].IfIndex)
+	require.NoError(t, err)
+	require.NoError(t, hA.LinkSetUp(la))
+	lb, err := hB.LinkByIndex(b.Ports[1].IfIndex)
+	require.NoError(t, err)
+	require.NoError(t, hB.LinkSetUp(lb))
+
+	ea, eb := a.Endpoint(0), b.Endpoint(1)
+	require.NoError(t, bus.Link(ea, eb))
+	waitLowerUp(t, hA, ea.IfIndex, true)
+	waitLowerUp(t, hB, eb.IfIndex, true)
+
+	err = bus.Link(ea, b.Endpoint(0))
+	assert.ErrorIs(t, err, unix.EBUSY, "linking a linked port")
+	assert.ErrorContains(t, err, "already linked")
+
+	err = bus.Link(b.Endpoint(0), netdevsim.Endpoint{NS: nsA, IfIndex: 1}) // loopback
+	assert.ErrorIs(t, err, unix.EINVAL, "linking to a device that is not a netdevsim")
+
+	require.NoError(t, bus.Unlink(ea))
+	err = bus.Unlink(ea)
+	assert.ErrorIs(t, err, unix.EINVAL, "unlinking a port that is not linked")
+	l, err := hA.LinkByIndex(ea.IfIndex)
+	require.NoError(t, err)
+	t.Logf("after unlink: %s flags %v (carrier after unlink differs between kernels)", l.Attrs().Name, l.Attrs().Flags)
+
+	require.NoError(t, a.Delete())
+	require.NoError(t, a.Delete(), "second Delete")
+	assert.NoDirExists(t, bus.DevicePath(a.ID))
+	_, err = hA.LinkByIndex(ea.IfIndex)
+	assert.Error(t, err, "netdev of a deleted device still in its namespace")
+}
+
+func TestKernelErrnos(t *testing.T) {
+	bus := requireNetdevsim(t)
+	nsA, _ := newNS(t, "nsim-errno")
+	a := newDevice(t, bus, nsA, 1, 1)
+
+	// A second bus whose first pick is taken must move on to a free id.
+	other := netdevsim.NewBus(netdevsim.DefaultRoot)
+	picks := []int{a.ID, a.ID}
+	other.SetRandID(func() int {
+		if len(picks) > 0 {
+			id := picks[0]
+			picks = picks[1:]
+			return id
+		}
+		return netdevsim.MinRandomID + int(time.Now().UnixNano()%(1<<30))
+	})
+	b := newDevice(t, other, nsA, 1, 1)
+	assert.NotEqual(t, a.ID, b.ID)
+	assert.Empty(t, picks, "both taken picks were tried")
+
+	tests := []struct {
+		file, data string
+		errno      unix.Errno
+	}{
+		{"new_device", fmt.Sprintf("%d 1 1", a.ID), unix.ENOSPC},
+		{"new_device", "not-a-number", unix.EINVAL},
+		{"new_device", "2147483648", unix.EINVAL},
+		{"del_device", fmt.Sprintf("%d", netdevsim.MaxID), unix.ENOENT},
+		{"link_device", "1:1", unix.EINVAL},
+		{"link_device", fmt.Sprintf("%d:%d %d:%d", nsA.FD(), a.Ports[0].IfIndex, nsA.FD(), a.Ports[0].IfIndex), unix.EINVAL},
+		{"unlink_device", fmt.Sprintf("%d:%d", nsA.FD(), a.Ports[0].IfIndex), unix.EINVAL},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file+" "+tt.data, func(t *testing.T) {
+			err := bus.WriteBusFile(tt.file, tt.data)
+			assert.ErrorIs(t, err, tt.errno)
+			t.Log(err)
+		})
+	}
+}

@@ -89,7 +89,7 @@ func waitLowerUp(t *testing.T, h *netlink.Handle, ifindex int, want bool) {
 	}
 }
 
-func TestKernelDeviceLifecycle(t *testing.T) {
+func TestNetdevsimKernelLifecycle(t *testing.T) {
 	bus := requireNetdevsim(t)
 	nsA, hA := newNS(t, "nsim-a")
 	nsB, hB := newNS(t, "nsim-b")
@@ -158,7 +158,7 @@ func TestKernelDeviceLifecycle(t *testing.T) {
 	assert.Error(t, err, "netdev of a deleted device still in its namespace")
 }
 
-func TestKernelErrnos(t *testing.T) {
+func TestNetdevsimKernelErrnos(t *testing.T) {
 	bus := requireNetdevsim(t)
 	nsA, _ := newNS(t, "nsim-errno")
 	a := newDevice(t, bus, nsA, 1, 1)

@@ -16,11 +16,11 @@ import (
 	"github.com/netdev-go/busypolltest/netdevsim"
 )
 
-// TestNamespacePlumbing needs root but not netdevsim: against a fake bus
+// TestNetdevsimNamespacePlumbing needs root but not netdevsim: against a fake bus
 // directory it checks that new_device is written from a thread inside the
 // target namespace, that the netdevs are looked for there with rtnetlink,
 // and that del_device is written from the caller's namespace.
-func TestNamespacePlumbing(t *testing.T) {
+func TestNetdevsimNamespacePlumbing(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: skipping a test that creates a network namespace")
 	}

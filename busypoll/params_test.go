@@ -193,12 +193,14 @@ func TestBudgetAboveNAPIWeight(t *testing.T) {
 	p := Params{Usecs: 32, Budget: math.MaxUint16, Prefer: true}
 	err := SetParams(epfd, p)
 	if hasCapNetAdmin(t) {
+		t.Log("with CAP_NET_ADMIN: the kernel must accept the budget")
 		require.NoError(t, err, "with CAP_NET_ADMIN")
 		got, err := GetParams(epfd)
 		require.NoError(t, err)
 		assert.Equal(t, p, got)
 		return
 	}
+	t.Log("without CAP_NET_ADMIN: the kernel must refuse the budget with EPERM")
 	assert.ErrorIs(t, err, unix.EPERM)
 	assert.ErrorIs(t, err, os.ErrPermission)
 	assert.ErrorContains(t, err, "budget 65535 above 64 needs CAP_NET_ADMIN")

@@ -1,0 +1,237 @@
+package vminit
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// BaseEnv is the environment of the test binary before Config.Env is added.
+var BaseEnv = []string{
+	"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+	"HOME=/root",
+	"TMPDIR=/tmp",
+	"USER=root",
+	"LOGNAME=root",
+	// Lets a test tell that it runs in the VM.
+	"BUSYPOLLTEST_VM=1",
+}
+
+type mount struct {
+	source, target, fstype string
+	flags                  uintptr
+	data                   string
+	optional               bool // a kernel without it still runs tests
+}
+
+var mounts = []mount{
+	{"proc", "/proc", "proc", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, "", false},
+	{"sysfs", "/sys", "sysfs", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, "", false},
+	{"devtmpfs", "/dev", "devtmpfs", unix.MS_NOSUID, "mode=0755", false},
+	{"tmpfs", "/dev/shm", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=1777", true},
+	{"tmpfs", "/tmp", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=1777", true},
+	{"tmpfs", "/run", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=0755", true},
+	{"debugfs", "/sys/kernel/debug", "debugfs", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, "", true},
+}
+
+// under reports whether path is dir or inside it.
+func under(path, dir string) bool {
+	return path == dir || strings.HasPrefix(path, dir+"/")
+}
+
+// Main is the VM's init: it mounts the usual file systems, brings loopback
+// up, runs the test binary described at ConfigPath with its output on the
+// payload port, reports its exit status there and powers the VM off. It
+// never returns. Messages of init itself go to the kernel console.
+func Main() {
+	status := run()
+	powerOff(status)
+}
+
+// payload is the open payload port, once there is one.
+var payload *os.File
+
+// nonce of the run, once the config is read.
+var nonce string
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "vminit: "+format+"\n", args...)
+}
+
+func report(s Status) {
+	if payload == nil || nonce == "" {
+		logf("cannot report %v: no payload port", s)
+		return
+	}
+	if _, err := payload.Write(Format(nonce, s)); err != nil {
+		logf("report %v: %v", s, err)
+	}
+}
+
+func run() (st Status) {
+	defer func() {
+		if r := recover(); r != nil {
+			st = Status{Kind: Error, Msg: fmt.Sprintf("vminit panic: %v", r)}
+		}
+	}()
+	start := time.Now()
+	cfg, err := readConfig()
+	if err != nil {
+		return Status{Kind: Error, Msg: err.Error()}
+	}
+	// /dev/console came from the initramfs; the rest is mounted here.
+	for _, m := range mounts {
+		if m.fstype == "tmpfs" && under(cfg.Dir, m.target) {
+			// The package folder with its testdata is in the initramfs.
+			logf("not mounting tmpfs on %s: it holds the working folder %s", m.target, cfg.Dir)
+			continue
+		}
+		if err := os.MkdirAll(m.target, 0o755); err != nil {
+			logf("mkdir %s: %v", m.target, err)
+		}
+		err := unix.Mount(m.source, m.target, m.fstype, m.flags, m.data)
+		if err != nil && !errors.Is(err, unix.EBUSY) {
+			if m.optional {
+				logf("mount %s on %s: %v (continuing without it)", m.fstype, m.target, err)
+				continue
+			}
+			return Status{Kind: Error, Msg: fmt.Sprintf("mount %s on %s: %v", m.fstype, m.target, err)}
+		}
+	}
+	nonce = cfg.Nonce
+	payload, err = openPayload(cfg.Port)
+	if err != nil {
+		return Status{Kind: Error, Msg: err.Error()}
+	}
+	report(Status{Kind: Ready})
+
+	if err := loopbackUp(); err != nil {
+		return Status{Kind: Error, Msg: fmt.Sprintf("bring loopback up: %v", err)}
+	}
+	if err := unix.Sethostname([]byte("busypolltest-vm")); err != nil {
+		logf("sethostname: %v", err)
+	}
+	for _, d := range append([]string{cfg.Dir}, cfg.Mkdir...) {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return Status{Kind: Error, Msg: err.Error()}
+		}
+	}
+
+	cmd := exec.Command(cfg.Binary, cfg.Args...)
+	cmd.Dir = cfg.Dir
+	cmd.Env = append(append([]string{}, BaseEnv...), cfg.Env...)
+	cmd.Stdout = payload
+	cmd.Stderr = payload
+	logf("init ready after %v; running %s", time.Since(start).Round(time.Millisecond), cfg.Binary)
+	err = cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return Status{Kind: Exit}
+	case errors.As(err, &ee):
+		ws, ok := ee.Sys().(syscall.WaitStatus)
+		if ok && ws.Signaled() {
+			return Status{Kind: Signal, Code: int(ws.Signal()), Msg: unix.SignalName(ws.Signal())}
+		}
+		return Status{Kind: Exit, Code: ee.ExitCode()}
+	default:
+		return Status{Kind: Error, Msg: fmt.Sprintf("start test binary: %v", err)}
+	}
+}
+
+func readConfig() (*Config, error) {
+	b, err := os.ReadFile(ConfigPath)
+	if err != nil {
+		return nil, fmt.Errorf("read run configuration: %w", err)
+	}
+	var cfg Config
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", ConfigPath, err)
+	}
+	if cfg.Nonce == "" || cfg.Port == "" || cfg.Binary == "" || !filepath.IsAbs(cfg.Dir) {
+		return nil, fmt.Errorf("%s: nonce, port, binary and an absolute dir are required", ConfigPath)
+	}
+	return &cfg, nil
+}
+
+// openPayload opens the payload serial port in raw mode, so that the
+// bytes the test writes arrive unchanged (no \n to \r\n).
+func openPayload(port string) (*os.File, error) {
+	f, err := os.OpenFile(port, os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open payload port: %w", err)
+	}
+	if err := makeRaw(int(f.Fd())); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("payload port %s: %w", port, err)
+	}
+	return f, nil
+}
+
+func makeRaw(fd int) error {
+	t, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	if err != nil {
+		return fmt.Errorf("get termios: %w", err)
+	}
+	t.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
+	t.Oflag &^= unix.OPOST
+	t.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
+	t.Cflag &^= unix.CSIZE | unix.PARENB | unix.CBAUD
+	t.Cflag |= unix.CS8 | unix.B115200
+	t.Cc[unix.VMIN] = 1
+	t.Cc[unix.VTIME] = 0
+	if err := unix.IoctlSetTermios(fd, unix.TCSETS, t); err != nil {
+		return fmt.Errorf("set raw mode: %w", err)
+	}
+	return nil
+}
+
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("SIOCGIFFLAGS: %w", err)
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("SIOCSIFFLAGS: %w", err)
+	}
+	return nil
+}
+
+// powerOff reports the final status, waits until the serial ports have sent
+// everything and switches the VM off. If power off fails it reboots, which
+// also ends QEMU (it runs with -no-reboot).
+func powerOff(s Status) {
+	if s.Kind == Error {
+		logf("%s", s.Msg)
+	}
+	report(s)
+	if payload != nil {
+		// TCSBRK with a nonzero argument is tcdrain.
+		if err := unix.IoctlSetInt(int(payload.Fd()), unix.TCSBRK, 1); err != nil {
+			logf("drain payload port: %v", err)
+		}
+	}
+	unix.Sync()
+	err := unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
+	logf("power off: %v; rebooting", err)
+	err = unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART)
+	logf("reboot: %v", err)
+	select {}
+}

@@ -88,6 +88,19 @@ func wait[T any](t *testing.T, ch <-chan T, timeout time.Duration, what string) 
 	}
 }
 
+// waitServing waits until a Receive or Echo holds r, so that what the test
+// does next hits a running call rather than racing its start.
+func waitServing(t *testing.T, r *Receiver) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for r.busy.TryLock() {
+		r.busy.Unlock()
+		require.True(t, time.Now().Before(deadline), "Receive did not start")
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(10 * time.Millisecond) // let it reach epoll_wait
+}
+
 func TestReceiverIntegrity(t *testing.T) {
 	tests := []struct {
 		name string
@@ -163,7 +176,7 @@ func TestReceiverCancel(t *testing.T) {
 	t.Run("cancel while nobody connects", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := receiveAsync(ctx, r, io.Discard)
-		time.Sleep(50 * time.Millisecond)
+		waitServing(t, r)
 		start := time.Now()
 		cancel()
 		res := wait(t, done, 5*time.Second, "Receive after cancel")
@@ -230,7 +243,7 @@ func TestReceiverClose(t *testing.T) {
 	r, err := Listen(ReceiverConfig{Addr: loopback})
 	require.NoError(t, err)
 	done := receiveAsync(context.Background(), r, io.Discard)
-	time.Sleep(50 * time.Millisecond)
+	waitServing(t, r)
 	require.NoError(t, r.Close())
 	res := wait(t, done, 5*time.Second, "Receive interrupted by Close")
 	assert.ErrorIs(t, res.err, ErrReceiverClosed)
@@ -254,7 +267,7 @@ func TestReceiverOneAtATime(t *testing.T) {
 	r := newTestReceiver(t, ReceiverConfig{Addr: loopback})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := receiveAsync(ctx, r, io.Discard)
-	time.Sleep(50 * time.Millisecond)
+	waitServing(t, r)
 	_, err := r.Receive(context.Background(), io.Discard)
 	assert.ErrorContains(t, err, "another Receive or Echo is running")
 	cancel()
@@ -449,4 +462,29 @@ func TestRoundTripsErrors(t *testing.T) {
 	assert.ErrorContains(t, err, "message size 65537")
 	_, err = RoundTrips(ctx, loopback, 1, -1)
 	assert.ErrorContains(t, err, "count -1")
+}
+
+// TestReceiveDoesNotAllocatePerRead receives a stream in many small reads:
+// the allocations of the whole exchange (dial, goroutines, the sender's
+// buffer) must not grow with the number of reads.
+func TestReceiveDoesNotAllocatePerRead(t *testing.T) {
+	const size, bufSize = 1 << 20, 1 << 10 // at least 1024 reads
+	r := newTestReceiver(t, ReceiverConfig{Addr: loopback, Params: selftestParams, BufferSize: bufSize})
+	data := randomData(size)
+	src := bytes.NewReader(data)
+	ctx := context.Background()
+	var reads int
+	allocs := testing.AllocsPerRun(5, func() {
+		src.Reset(data)
+		done := receiveAsync(ctx, r, io.Discard)
+		_, err := Send(ctx, r.Addr(), src)
+		require.NoError(t, err)
+		res := <-done
+		require.NoError(t, res.err)
+		require.Equal(t, int64(size), res.st.Bytes)
+		reads = res.st.Reads
+	})
+	require.GreaterOrEqual(t, reads, size/bufSize)
+	t.Logf("%.0f allocations for %d reads", allocs, reads)
+	assert.Less(t, allocs, float64(reads)/4, "allocations per exchange must not grow with the reads")
 }

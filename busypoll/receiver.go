@@ -246,8 +246,9 @@ func (r *Receiver) Echo(ctx context.Context) (Stats, error) {
 }
 
 // Close closes the listener, the epoll instance and the eventfd, first
-// interrupting a running Receive or Echo and waiting for it to return. It is
-// idempotent and safe to call concurrently.
+// interrupting a running Receive or Echo and waiting for it to return (a
+// Receive blocked in its writer's Write returns, and lets Close finish, only
+// when Write does). It is idempotent and safe to call concurrently.
 func (r *Receiver) Close() error {
 	r.closeOnce.Do(func() {
 		r.closing.Store(true)

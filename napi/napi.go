@@ -214,6 +214,22 @@ func (s Settings) Attrs() Attr {
 	return a
 }
 
+// Equal reports whether s and o set the same fields to the same values.
+// (Settings hold pointers: == compares addresses, not values.)
+func (s Settings) Equal(o Settings) bool {
+	return eqPtr(s.DeferHardIRQs, o.DeferHardIRQs) &&
+		eqPtr(s.GROFlushTimeout, o.GROFlushTimeout) &&
+		eqPtr(s.IRQSuspendTimeout, o.IRQSuspendTimeout) &&
+		eqPtr(s.Threaded, o.Threaded)
+}
+
+func eqPtr[T comparable](a, b *T) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
+}
+
 // String lists the set fields, e.g. "defer-hard-irqs=100
 // gro-flush-timeout=50µs", or "none".
 func (s Settings) String() string {

@@ -590,3 +590,26 @@ func TestSettingsAttrs(t *testing.T) {
 	assert.False(t, n.Has(AttrIRQ|AttrPID))
 	assert.Equal(t, AttrDeferHardIRQs, n.Settings().Attrs())
 }
+
+func TestSettingsEqual(t *testing.T) {
+	all := func() Settings {
+		return Settings{
+			DeferHardIRQs: new(uint32(100)), GROFlushTimeout: new(50 * time.Microsecond),
+			IRQSuspendTimeout: new(20 * time.Millisecond), Threaded: new(ThreadedEnabled),
+		}
+	}
+	assert.True(t, Settings{}.Equal(Settings{}))
+	assert.True(t, all().Equal(all()), "equal values at different addresses")
+	for name, change := range map[string]func(*Settings){
+		"defer-hard-irqs value":     func(s *Settings) { s.DeferHardIRQs = new(uint32(1)) },
+		"defer-hard-irqs unset":     func(s *Settings) { s.DeferHardIRQs = nil },
+		"gro-flush-timeout value":   func(s *Settings) { s.GROFlushTimeout = new(time.Duration(1)) },
+		"irq-suspend-timeout unset": func(s *Settings) { s.IRQSuspendTimeout = nil },
+		"threaded value":            func(s *Settings) { s.Threaded = new(ThreadedDisabled) },
+	} {
+		s := all()
+		change(&s)
+		assert.False(t, s.Equal(all()), name)
+		assert.False(t, all().Equal(s), name)
+	}
+}

@@ -29,8 +29,9 @@ type Client struct {
 }
 
 // Dial opens a generic netlink socket in the network namespace referred to by
-// netnsFD and resolves the netdev family. A netnsFD of 0 or less means the
-// network namespace of the calling thread. The caller may close netnsFD once
+// netnsFD and resolves the netdev family, once. A netnsFD of 0 or less means
+// the network namespace of the calling thread (normally the process's). The
+// calling thread never changes namespace. The caller may close netnsFD once
 // Dial has returned: the socket stays in that namespace.
 //
 // If the kernel has no netdev family (before Linux 6.3), the error matches

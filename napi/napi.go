@@ -403,6 +403,11 @@ func (c *Client) Snapshot(id uint32) (Settings, error) {
 //	s, err := c.Snapshot(id)
 //	...
 //	t.Cleanup(func() { _ = c.Restore(id, s) })
+//
+// A NAPI that is gone (its link went down, its device was deleted) gives an
+// error matching os.ErrNotExist. Taking a link down and up may also give the
+// link a new NAPI with another id (veth does, on 6.18), which the snapshot
+// does not follow.
 func (c *Client) Restore(id uint32, s Settings) error {
 	return c.SetNAPI(id, s)
 }

@@ -1,66 +1,44 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
-	"strings"
+	"path/filepath"
+	"syscall"
 	"testing"
+	"time"
 
-	"github.com/netdev-go/busypolltest/vm/vminit"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-// TestMain lets this test binary be the VM's /init too, as vmrun is: TestVM
-// boots a VM with this binary as both init and payload.
-func TestMain(m *testing.M) {
-	if os.Getpid() == 1 {
-		vminit.Main()
+// qemuWithMarker returns the pids of processes whose command line holds
+// marker.
+func qemuWithMarker(t *testing.T, marker string) []string {
+	t.Helper()
+	cmdlines, err := filepath.Glob("/proc/[0-9]*/cmdline")
+	require.NoError(t, err)
+	var pids []string
+	for _, c := range cmdlines {
+		b, err := os.ReadFile(c)
+		if err == nil && bytes.Contains(b, []byte(marker)) {
+			pids = append(pids, filepath.Base(filepath.Dir(c)))
+		}
 	}
-	os.Exit(m.Run())
+	return pids
 }
 
-// payloadEnv tells TestGuestPayload, inside the VM, what to do.
-const payloadEnv = "BUSYPOLLTEST_VMRUN_PAYLOAD"
-
-// TestGuestPayload is the payload of TestVM, run inside the VM. It checks
-// what vminit promises: root, testdata, loopback, mounts.
-func TestGuestPayload(t *testing.T) {
-	mode := os.Getenv(payloadEnv)
-	if mode == "" {
-		t.Skip("runs only inside the VM, as the payload of TestVM")
-	}
-	require.Equal(t, 0, os.Geteuid(), "runs as root")
-	assert.Equal(t, "1", os.Getenv("BUSYPOLLTEST_VM"))
-	b, err := os.ReadFile("testdata/guest.txt")
-	require.NoError(t, err)
-	assert.Equal(t, "testdata reached the VM\n", string(b))
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err, "loopback is up")
-	defer l.Close()
-	c, err := net.Dial("tcp", l.Addr().String())
-	require.NoError(t, err)
-	c.Close()
-	mounts, err := os.ReadFile("/proc/mounts")
-	require.NoError(t, err)
-	for _, m := range []string{"proc /proc proc ", "sysfs /sys sysfs ", "devtmpfs /dev devtmpfs "} {
-		assert.Contains(t, string(mounts), m)
-	}
-	fmt.Println("payload: checks done")
-	if mode == "exit3" {
-		os.Exit(3)
-	}
-}
-
-// TestVM boots the kernel that vmrun would use (BUSYPOLLTEST_KERNEL or the
-// cache) and checks that the test's output and exit status come back.
+// TestVM builds vmrun and a small static payload (testdata/payload), boots
+// the kernel vmrun would use (BUSYPOLLTEST_KERNEL or the newest cached one)
+// and checks, end to end: the payload's output and exit status come back,
+// the time limit and SIGINT kill QEMU, and no QEMU is left behind.
 func TestVM(t *testing.T) {
 	if testing.Short() {
-		t.Skip("boots a VM (a few seconds each): skipped with -short")
+		t.Skip("boots VMs (a few seconds each): skipped with -short")
 	}
 	o, _, _, err := parseOptions([]string{"binary"}, os.Getenv, io.Discard)
 	require.NoError(t, err)
@@ -70,29 +48,72 @@ func TestVM(t *testing.T) {
 	if _, _, err := findKernel(o); err != nil {
 		t.Skipf("needs a VM kernel: %v", err)
 	}
-	self, err := os.Executable()
-	require.NoError(t, err)
-	if err := checkStatic("this test binary", self); err != nil {
-		t.Skipf("needs a static test binary to serve as /init: %v", err)
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skipf("needs the go command to build vmrun and the payload: %v", err)
 	}
+	bin := t.TempDir()
+	vmrun, payload := filepath.Join(bin, "vmrun"), filepath.Join(bin, "payload")
+	for _, b := range [][2]string{{vmrun, "."}, {payload, "./testdata/payload"}} {
+		cmd := exec.Command(goTool, "build", "-o", b[0], b[1])
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "go build %s:\n%s", b[1], out)
+	}
+
 	tests := []struct {
-		mode string
-		code int
-		out  string
+		name    string
+		flags   []string
+		mode    string
+		code    int
+		stdout  string
+		stderr  string
+		sigint  bool // send SIGINT once the payload sleeps
+		noReady bool // the VM is stopped before init runs
 	}{
-		{"pass", 0, "--- PASS: TestGuestPayload"},
-		{"exit3", 3, "payload: checks done"},
+		{name: "exit 0", mode: "exit0", code: 0, stdout: "payload: checks done\n"},
+		{name: "exit 3", mode: "exit3", code: 3, stdout: "payload: checks done\n"},
+		{name: "SIGINT", mode: "sleep", code: 128 + int(syscall.SIGINT), stdout: "payload: sleeping\n", stderr: "vmrun: got interrupt: killed QEMU", sigint: true},
+		{name: "time limit", flags: []string{"-timeout", "1s"}, mode: "sleep", code: exitTimeLimit, stderr: "vmrun: time limit of 1s reached (-timeout or BUSYPOLLTEST_VM_TIMEOUT): killed QEMU", noReady: true},
 	}
 	for _, tt := range tests {
-		t.Run(tt.mode, func(t *testing.T) {
-			t.Setenv(payloadEnv, tt.mode)
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			marker := fmt.Sprintf("vmrun_test=%d_%d", os.Getpid(), time.Now().UnixNano())
+			args := append([]string{"-append", marker}, tt.flags...)
+			args = append(args, payload, "-mode="+tt.mode)
+			cmd := exec.Command(vmrun, args...)
 			var stdout, stderr bytes.Buffer
-			code := run([]string{"-timeout", "3m", self, "-test.run=^TestGuestPayload$", "-test.v"}, &stdout, &stderr)
+			cmd.Stderr = &stderr
+			pipe, err := cmd.StdoutPipe()
+			require.NoError(t, err)
+			require.NoError(t, cmd.Start())
+			t.Cleanup(func() { _ = cmd.Process.Kill() })
+			sc := bufio.NewScanner(pipe)
+			for sc.Scan() {
+				stdout.WriteString(sc.Text() + "\n")
+				if tt.sigint && sc.Text() == "payload: sleeping" {
+					assert.NotEmpty(t, qemuWithMarker(t, marker), "QEMU runs")
+					require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
+				}
+			}
+			err = cmd.Wait()
+			code := 0
+			if ee, ok := err.(*exec.ExitError); ok {
+				code = ee.ExitCode()
+			} else {
+				require.NoError(t, err)
+			}
 			assert.Equal(t, tt.code, code, "exit status; stderr:\n%s", stderr.String())
-			assert.Contains(t, stdout.String(), tt.out)
-			assert.Contains(t, stdout.String(), "payload: checks done\n", "raw output: no \\r\\n")
+			assert.Contains(t, stdout.String(), tt.stdout)
+			assert.Contains(t, stderr.String(), tt.stderr)
+			assert.NotContains(t, stdout.String(), "payload: FAIL")
 			assert.NotContains(t, stdout.String(), "\x00vmrun:", "status records are stripped")
-			assert.False(t, strings.Contains(stdout.String(), "\r"), "no carriage returns")
+			assert.NotContains(t, stdout.String(), "\r", "raw output: no carriage returns")
+			if tt.noReady {
+				assert.Contains(t, stderr.String(), "kernel console", "the console tail explains")
+			}
+			assert.Empty(t, qemuWithMarker(t, marker), "no QEMU is left")
 		})
 	}
 }

@@ -48,6 +48,13 @@ func writeInitramfs(w io.Writer, initPath, binary, dir string, cfg *vminit.Confi
 			return nil, err
 		}
 	}
+	// Where programs expect them; /run and /tmp are mounted by vminit.
+	if err := c.Symlink("var/run", "../run"); err != nil {
+		return nil, err
+	}
+	if err := c.Dir("var/tmp", fs.ModeSticky|0o777, time.Time{}); err != nil {
+		return nil, err
+	}
 	// The kernel opens /dev/console for init's stdin, stdout and stderr
 	// before /dev is mounted.
 	if err := c.CharDev("dev/console", 0o600, 5, 1); err != nil {

@@ -136,10 +136,12 @@ func runVM(c *vmConfig) *vmResult {
 			for _, m := range troubleMarkers {
 				if strings.Contains(line, m) {
 					mu.Lock()
-					if res.trouble == "" {
+					// The first sign of trouble, unless a panic follows.
+					if res.trouble == "" || m == "Kernel panic" && !strings.Contains(res.trouble, m) {
 						res.trouble = strings.TrimSpace(line)
 					}
 					mu.Unlock()
+					break
 				}
 			}
 		}}

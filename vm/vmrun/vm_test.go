@@ -78,7 +78,6 @@ func TestVM(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
 			marker := fmt.Sprintf("vmrun_test=%d_%d", os.Getpid(), time.Now().UnixNano())
 			args := append([]string{"-append", marker}, tt.flags...)
 			args = append(args, payload, "-mode="+tt.mode)

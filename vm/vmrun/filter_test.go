@@ -97,7 +97,7 @@ func TestLineWatcher(t *testing.T) {
 
 func TestPrefixWriter(t *testing.T) {
 	var out bytes.Buffer
-	w := &prefixWriter{w: &out, prefix: "> "}
+	w := &prefixWriter{w: &out, prefix: func() string { return "> " }}
 	_, _ = w.Write([]byte("a\r\nb"))
 	_, _ = w.Write([]byte("c\n"))
 	assert.Equal(t, "> a\n> bc\n", out.String())

@@ -147,7 +147,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if o.verbose {
 		fmt.Fprintf(stderr, "vmrun: kernel %s (%s); initramfs %d KiB; time limit %v (%s)\n", kernel, kernelSource, size>>10, limit, limitSource)
-		consoles = append(consoles, &prefixWriter{w: stderr, prefix: "console: "})
+		start := time.Now()
+		consoles = append(consoles, &prefixWriter{w: stderr, prefix: func() string {
+			return fmt.Sprintf("console %5.2fs| ", time.Since(start).Seconds())
+		}})
 	}
 	if len(consoles) > 0 {
 		vc.console = io.MultiWriter(consoles...)
@@ -265,7 +268,7 @@ func explain(res *vmResult, vc *vmConfig, limitSource string, verbose bool, stde
 // prefixWriter writes each line with a prefix, without carriage returns.
 type prefixWriter struct {
 	w      io.Writer
-	prefix string
+	prefix func() string
 	mid    bool // in the middle of a line
 }
 
@@ -276,7 +279,7 @@ func (p *prefixWriter) Write(b []byte) (int, error) {
 			continue
 		}
 		if !p.mid {
-			out = append(out, p.prefix...)
+			out = append(out, p.prefix()...)
 			p.mid = true
 		}
 		out = append(out, c)

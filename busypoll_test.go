@@ -205,10 +205,13 @@ var backends = map[string]func(t *testing.T, cfg config, server, client *busypol
 	backendNetdev: setupNetdevsim,
 }
 
-func setupVeth(t *testing.T, _ config, server, client *busypoll.NetNS) pair {
+func setupVeth(t *testing.T, cfg config, server, client *busypoll.NetNS) pair {
 	t.Helper()
 	p, err := busypoll.NewVethPair(server, client,
 		netip.MustParsePrefix(serverPrefix), netip.MustParsePrefix(clientPrefix))
+	if errors.Is(err, busypoll.ErrNoVeth) {
+		unavailable(t, cfg, "%v", err)
+	}
 	require.NoError(t, err, "veth pair")
 	return pair{server: p.Server, client: p.Client}
 }

@@ -1,6 +1,7 @@
 package busypoll
 
 import (
+	"errors"
 	"net/netip"
 	"os"
 	"runtime"
@@ -20,6 +21,14 @@ func needRootNetNS(t *testing.T) {
 	}
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (CAP_SYS_ADMIN) to create network namespaces")
+	}
+}
+
+// skipIfNoVeth skips when NewVethPair failed because the kernel has no veth.
+func skipIfNoVeth(t *testing.T, err error) {
+	t.Helper()
+	if errors.Is(err, ErrNoVeth) {
+		t.Skipf("%v", err)
 	}
 }
 
@@ -129,6 +138,7 @@ func TestNewVethPair(t *testing.T) {
 	cli := newTestNetNS(t, "veth-cl")
 	p, err := NewVethPair(srv, cli,
 		netip.MustParsePrefix("10.111.0.1/24"), netip.MustParsePrefix("10.111.0.2/24"))
+	skipIfNoVeth(t, err)
 	require.NoError(t, err)
 	assert.NotZero(t, p.Server.Index)
 	assert.NotZero(t, p.Client.Index)

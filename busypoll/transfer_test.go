@@ -45,6 +45,7 @@ func TestTransferBetweenNamespaces(t *testing.T) {
 			cli := newTestNetNS(t, "xfer-cl")
 			idle := newTestNetNS(t, "xfer-idle")
 			_, err := NewVethPair(srv, cli, tt.server, tt.client)
+			skipIfNoVeth(t, err)
 			require.NoError(t, err)
 
 			// Fresh namespaces have received no TCP at all.

@@ -18,6 +18,10 @@ const (
 	VethClientName = "bpt-cl"
 )
 
+// ErrNoVeth is wrapped by NewVethPair's error when the kernel has no veth
+// driver. It matches errors.ErrUnsupported, so callers can skip.
+var ErrNoVeth = fmt.Errorf("kernel has no veth driver (CONFIG_VETH, built in or as a loadable module): %w", errors.ErrUnsupported)
+
 // linkUpTimeout bounds the wait for both ends to report a carrier.
 const linkUpTimeout = 5 * time.Second
 
@@ -63,6 +67,9 @@ func NewVethPair(server, client *NetNS, serverAddr, clientAddr netip.Prefix) (Ve
 			PeerNamespace: netlink.NsFd(clientFD),
 		}
 		if err := netlink.LinkAdd(veth); err != nil {
+			if errors.Is(err, unix.EOPNOTSUPP) {
+				err = fmt.Errorf("%w: %v", ErrNoVeth, err)
+			}
 			return fmt.Errorf("busypoll: create veth %s (in %s) / %s (in %s): %w",
 				VethServerName, server, VethClientName, client, err)
 		}

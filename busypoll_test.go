@@ -270,39 +270,65 @@ func TestBusyPoll(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (CAP_SYS_ADMIN for namespaces, CAP_NET_ADMIN for napi-set): run with sudo")
 	}
-	if err := busypoll.Supported(); err != nil {
-		t.Skipf("%v", err)
-	}
-	feats := kernelFeatures(t)
+	// What the kernel lacks is found once and reported by every subtest
+	// that needs it, so that an old kernel shows each scenario skipped.
+	epollErr := busypoll.Supported()
+	feats, featsErr := kernelFeatures(t)
 	seed := seedFor(t)
+	// A parent whose subtests all skipped skips too: go test would
+	// otherwise report it as passed.
+	ranAny := false
 	for _, be := range cfg.backends {
 		t.Run(be, func(t *testing.T) {
+			ran := 0
 			for _, sc := range scenarios {
 				t.Run(sc.name, func(t *testing.T) {
-					if err := feats.Missing(append(baseNeeds, sc.needs...)...); err != nil {
-						t.Skipf("%v", err)
+					defer func() { skipResults.Store(t.Name(), t.Skipped()) }()
+					for _, err := range []error{epollErr, featsErr, feats.Missing(append(baseNeeds, sc.needs...)...)} {
+						if err != nil {
+							t.Skipf("%v", err)
+						}
 					}
 					runScenario(t, cfg, be, sc, seed)
 				})
+				if !skipped(t, sc.name) {
+					ran++
+				}
 			}
+			if ran == 0 && !t.Failed() {
+				t.Skipf("every %s scenario skipped (reasons above)", be)
+			}
+			ranAny = true
 		})
+	}
+	if !ranAny && !t.Failed() {
+		t.Skip("every backend skipped (reasons above)")
 	}
 }
 
-// kernelFeatures asks the kernel which napi-set attributes it has, skipping
-// where it has no netdev family at all.
-func kernelFeatures(t *testing.T) napi.Features {
+// skipResults records which subtests skipped, by full name.
+var skipResults sync.Map
+
+// skipped reports whether the subtest name of parent skipped.
+func skipped(parent *testing.T, name string) bool {
+	v, ok := skipResults.Load(parent.Name() + "/" + name)
+	return ok && v.(bool)
+}
+
+// kernelFeatures asks the kernel which napi-set attributes it has. A kernel
+// without the netdev family gives an error to skip with.
+func kernelFeatures(t *testing.T) (napi.Features, error) {
 	t.Helper()
 	c, err := napi.Dial(-1)
 	if errors.Is(err, os.ErrNotExist) {
-		t.Skipf("kernel has no netdev generic netlink family (napi-set needs Linux 6.13): %v", err)
+		return napi.Features{}, fmt.Errorf("kernel has no netdev generic netlink family (napi-get needs Linux 6.9, napi-set 6.13): %w", err)
 	}
 	require.NoError(t, err)
 	defer c.Close()
 	feats, err := c.Features()
 	require.NoError(t, err, "read the kernel's napi-set policy")
 	t.Logf("kernel napi-set: %v", feats)
-	return feats
+	return feats, nil
 }
 
 // seedFor returns the seed of the random payload: BUSYPOLLTEST_SEED if set,

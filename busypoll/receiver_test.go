@@ -109,9 +109,9 @@ func TestReceiverIntegrity(t *testing.T) {
 	}{
 		{"0 bytes", 0, ReceiverConfig{Params: selftestParams}},
 		{"1 byte", 1, ReceiverConfig{Params: selftestParams}},
-		{"64 MiB", 64 << 20, ReceiverConfig{Params: selftestParams}},
-		{"64 MiB plain epoll", 64 << 20, ReceiverConfig{}},
-		{"64 MiB with busy-poll usecs", 64 << 20, ReceiverConfig{Params: Params{Usecs: 50, Budget: 8}}},
+		{"64 MiB", large(64 << 20), ReceiverConfig{Params: selftestParams}},
+		{"64 MiB plain epoll", large(64 << 20), ReceiverConfig{}},
+		{"64 MiB with busy-poll usecs", large(64 << 20), ReceiverConfig{Params: Params{Usecs: 50, Budget: 8}}},
 		{"one event, odd small buffer", 1<<20 + 7, ReceiverConfig{Params: selftestParams, MaxEvents: 1, BufferSize: 1000}},
 		{"1-byte buffer", 4096, ReceiverConfig{BufferSize: 1}},
 	}

@@ -69,7 +69,7 @@ func TestTransferBetweenNamespaces(t *testing.T) {
 
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			const size = 8 << 20
+			size := large(8 << 20)
 			data := randomData(size)
 			w := newHashWriter()
 			done := receiveAsync(ctx, r, w) // any goroutine: the socket keeps its namespace

@@ -71,13 +71,16 @@ func kernelRelease(t *testing.T) string {
 }
 
 // napiThreadPIDs returns the pids of the kernel threads named as the kernel
-// names the thread of NAPI id on device dev ("napi/DEV-ID", cut to the 15
-// characters of a task's comm). It reads /proc, independently of netlink.
+// names the thread of NAPI id on device dev ("napi/DEV-ID"). /proc/PID/comm
+// shows a kernel thread's full name on newer kernels and the first 15
+// characters on older ones; both are accepted. It reads /proc, independently
+// of netlink.
 func napiThreadPIDs(t *testing.T, dev string, id uint32) []uint32 {
 	t.Helper()
-	want := fmt.Sprintf("napi/%s-%d", dev, id)
-	if len(want) > 15 {
-		want = want[:15]
+	full := fmt.Sprintf("napi/%s-%d", dev, id)
+	short := full
+	if len(short) > 15 {
+		short = short[:15]
 	}
 	comms, err := filepath.Glob("/proc/[0-9]*/comm")
 	require.NoError(t, err)
@@ -87,7 +90,7 @@ func napiThreadPIDs(t *testing.T, dev string, id uint32) []uint32 {
 		if err != nil {
 			continue // the task exited
 		}
-		if strings.TrimSuffix(string(b), "\n") != want {
+		if comm := strings.TrimSuffix(string(b), "\n"); comm != full && comm != short {
 			continue
 		}
 		pid, err := strconv.ParseUint(filepath.Base(filepath.Dir(p)), 10, 32)

@@ -133,19 +133,7 @@ func (e *benchEnv) setNAPI(b *testing.B, s napi.Settings) {
 		b.Fatalf("napi-get %d: %v", e.napiID, err)
 	}
 	// The fields that s sets, as the kernel reports them.
-	all, got := n.Settings(), napi.Settings{}
-	if s.DeferHardIRQs != nil {
-		got.DeferHardIRQs = all.DeferHardIRQs
-	}
-	if s.GROFlushTimeout != nil {
-		got.GROFlushTimeout = all.GROFlushTimeout
-	}
-	if s.IRQSuspendTimeout != nil {
-		got.IRQSuspendTimeout = all.IRQSuspendTimeout
-	}
-	if s.Threaded != nil {
-		got.Threaded = all.Threaded
-	}
+	got := n.Settings().Only(s.Attrs())
 	if !got.Equal(s) {
 		b.Fatalf("NAPI %d reads back %v after napi-set %v", e.napiID, got, s)
 	}

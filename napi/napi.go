@@ -230,6 +230,26 @@ func eqPtr[T comparable](a, b *T) bool {
 	return *a == *b
 }
 
+// Only returns s with just the fields in a, for example the values a NAPI
+// reports for the fields a napi-set request sent:
+// n.Settings().Only(sent.Attrs()).
+func (s Settings) Only(a Attr) Settings {
+	var o Settings
+	if a&AttrDeferHardIRQs != 0 {
+		o.DeferHardIRQs = s.DeferHardIRQs
+	}
+	if a&AttrGROFlushTimeout != 0 {
+		o.GROFlushTimeout = s.GROFlushTimeout
+	}
+	if a&AttrIRQSuspendTimeout != 0 {
+		o.IRQSuspendTimeout = s.IRQSuspendTimeout
+	}
+	if a&AttrThreaded != 0 {
+		o.Threaded = s.Threaded
+	}
+	return o
+}
+
 // String lists the set fields, e.g. "defer-hard-irqs=100
 // gro-flush-timeout=50µs", or "none".
 func (s Settings) String() string {

@@ -613,3 +613,26 @@ func TestSettingsEqual(t *testing.T) {
 		assert.False(t, all().Equal(s), name)
 	}
 }
+
+func TestSettingsOnly(t *testing.T) {
+	all := Settings{
+		DeferHardIRQs:     new(uint32(100)),
+		GROFlushTimeout:   new(50 * time.Microsecond),
+		IRQSuspendTimeout: new(20 * time.Millisecond),
+		Threaded:          new(ThreadedEnabled),
+	}
+	tests := []struct {
+		a    Attr
+		want string
+	}{
+		{0, "none"},
+		{AttrDeferHardIRQs, "defer-hard-irqs=100"},
+		{AttrGROFlushTimeout | AttrThreaded, "gro-flush-timeout=50µs threaded=enabled"},
+		{all.Attrs(), all.String()},
+	}
+	for _, tt := range tests {
+		got := all.Only(tt.a)
+		assert.Equal(t, tt.want, got.String(), "Only(%v)", tt.a)
+		assert.Equal(t, tt.a, got.Attrs(), "Only(%v) sets exactly those fields", tt.a)
+	}
+}

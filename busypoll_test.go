@@ -16,6 +16,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"os"
+	"os/exec"
 	"os/signal"
 	"strconv"
 	"strings"
@@ -238,6 +239,7 @@ func setupNetdevsim(t *testing.T, cfg config, server, client *busypoll.NetNS) pa
 	}
 	require.NoError(t, bus.Link(devs[0].Endpoint(0), devs[1].Endpoint(0)), "link netdevsim%d and netdevsim%d", devs[0].ID, devs[1].ID)
 	t.Cleanup(func() { assert.NoError(t, bus.Unlink(devs[0].Endpoint(0))) })
+	holdIfAsked(devs[0].ID, devs[1].ID)
 	var p pair
 	var err error
 	p.server, err = busypoll.NewLink(server, devs[0].Ports[0].IfIndex, netip.MustParsePrefix(serverPrefix))
@@ -729,4 +731,91 @@ func TestBusyPollFlags(t *testing.T) {
 	cfg, err = r.validate()
 	require.NoError(t, err)
 	assert.True(t, cfg.strict)
+}
+
+// holdEnv makes a child run of this binary (TestBusyPollLeavesNothing) print
+// its netdevsim ids and stop, devices created, until it is killed.
+const holdEnv = "BUSYPOLLTEST_HOLD_AFTER_SETUP"
+
+func holdIfAsked(ids ...int) {
+	if os.Getenv(holdEnv) == "" {
+		return
+	}
+	fmt.Printf("HOLDING %v\n", ids)
+	select {}
+}
+
+// TestBusyPollLeavesNothing runs TestBusyPoll's netdevsim setup in a child
+// process, stops it there with SIGINT, SIGTERM or an expiring -test.timeout
+// (none of which runs t.Cleanup), and checks that the child's netdevsim
+// devices are gone all the same.
+func TestBusyPollLeavesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipped with -short: creates netdevsim devices")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to create netdevsim devices")
+	}
+	if os.Getenv(holdEnv) != "" {
+		t.Skip("this is the child run")
+	}
+	if err := netdevsim.Available(); err != nil {
+		t.Skipf("%v", err)
+	}
+	tests := []struct {
+		name    string
+		args    []string
+		signal  os.Signal // nil: wait for -test.timeout
+		wantErr string
+	}{
+		{"SIGINT", nil, syscall.SIGINT, "interrupted by interrupt"},
+		{"SIGTERM", nil, syscall.SIGTERM, "interrupted by terminated"},
+		{"test timeout", []string{"-test.timeout=3s"}, nil, "-test.timeout is about to expire"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append([]string{"-test.run=^TestBusyPoll$/^netdevsim$/^plain$", "-test.v"}, tt.args...)
+			cmd := exec.Command(os.Args[0], args...)
+			cmd.Env = append(os.Environ(), holdEnv+"=1")
+			out, err := cmd.StdoutPipe()
+			require.NoError(t, err)
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			require.NoError(t, cmd.Start())
+			t.Cleanup(func() { _ = cmd.Process.Kill() })
+
+			var ids []int
+			sc := bufio.NewScanner(out)
+			for sc.Scan() {
+				if rest, ok := strings.CutPrefix(sc.Text(), "HOLDING "); ok {
+					for _, f := range strings.Fields(strings.Trim(rest, "[]")) {
+						id, err := strconv.Atoi(f)
+						require.NoError(t, err)
+						ids = append(ids, id)
+					}
+					break
+				}
+			}
+			require.Len(t, ids, 2, "the child did not reach the hold point; stderr: %s", stderr.String())
+			t.Cleanup(func() {
+				for _, id := range ids { // only if the check below failed
+					assert.NoError(t, netdevsim.Default().DeleteDevice(id))
+				}
+			})
+			for _, id := range ids {
+				require.DirExists(t, netdevsim.Default().DevicePath(id)+"/", "the child's device exists while it holds")
+			}
+			if tt.signal != nil {
+				require.NoError(t, cmd.Process.Signal(tt.signal))
+			}
+			go func() { _, _ = io.Copy(io.Discard, out) }()
+			err = cmd.Wait()
+			assert.Error(t, err, "the child must not pass")
+			assert.Contains(t, stderr.String(), tt.wantErr)
+			for _, id := range ids {
+				_, err := os.Stat(netdevsim.Default().DevicePath(id))
+				assert.ErrorIs(t, err, os.ErrNotExist, "netdevsim%d of the stopped child is still on the bus", id)
+			}
+		})
+	}
 }

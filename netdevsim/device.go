@@ -162,16 +162,23 @@ func (d *Device) Delete() error {
 	if d.deleted {
 		return nil
 	}
-	err := d.bus.write(nil, fileDel, strconv.Itoa(d.ID))
-	var e *Error
-	if errors.As(err, &e) && e.Op == "write" && errors.Is(err, unix.ENOENT) {
-		err = nil
-	}
-	if err != nil {
+	if err := d.bus.DeleteDevice(d.ID); err != nil {
 		return err
 	}
 	d.deleted = true
 	return nil
+}
+
+// DeleteDevice removes the device id from the bus, whoever created it (for
+// example one left behind by a killed process). An id the kernel does not
+// know (ENOENT) counts as deleted.
+func (b *Bus) DeleteDevice(id int) error {
+	err := b.write(nil, fileDel, strconv.Itoa(id))
+	var e *Error
+	if errors.As(err, &e) && e.Op == "write" && errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	return err
 }
 
 // randomID picks an id in [MinRandomID, MaxID].

@@ -158,12 +158,22 @@ func indexOf(ns *NetNS, name string) (int, error) {
 	return link.Attrs().Index, nil
 }
 
+// find looks the link up by its ifindex in the calling thread's namespace
+// (call it inside l.NS.Do).
+func (l Link) find() (netlink.Link, error) {
+	link, err := netlink.LinkByIndex(l.Index)
+	if err != nil {
+		return nil, fmt.Errorf("busypoll: find %s (ifindex %d) in %s: %w", l.Name, l.Index, l.NS, err)
+	}
+	return link, nil
+}
+
 // SetUp brings the link up (true) or down (false).
 func (l Link) SetUp(up bool) error {
 	return l.NS.Do(func() error {
-		link, err := netlink.LinkByIndex(l.Index)
+		link, err := l.find()
 		if err != nil {
-			return fmt.Errorf("busypoll: find %s (ifindex %d) in %s: %w", l.Name, l.Index, l.NS, err)
+			return err
 		}
 		if up {
 			err = netlink.LinkSetUp(link)
@@ -187,9 +197,9 @@ func (l Link) WaitCarrier(timeout time.Duration) error {
 	for {
 		var flags uint32
 		err := l.NS.Do(func() error {
-			link, err := netlink.LinkByIndex(l.Index)
+			link, err := l.find()
 			if err != nil {
-				return fmt.Errorf("busypoll: find %s (ifindex %d) in %s: %w", l.Name, l.Index, l.NS, err)
+				return err
 			}
 			flags = link.Attrs().RawFlags
 			return nil
@@ -214,9 +224,9 @@ func (l Link) WaitCarrier(timeout time.Duration) error {
 func (l Link) RxPackets() (uint64, error) {
 	var n uint64
 	err := l.NS.Do(func() error {
-		link, err := netlink.LinkByIndex(l.Index)
+		link, err := l.find()
 		if err != nil {
-			return fmt.Errorf("busypoll: find %s (ifindex %d) in %s: %w", l.Name, l.Index, l.NS, err)
+			return err
 		}
 		if link.Attrs().Statistics == nil {
 			return fmt.Errorf("busypoll: %s in %s reports no statistics", l.Name, l.NS)

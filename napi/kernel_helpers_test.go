@@ -53,6 +53,30 @@ func newTestVeth(t *testing.T) testVeth {
 	return testVeth{server: server, client: client, pair: pair}
 }
 
+// newKernelNAPI makes a veth pair (newTestVeth) and a Client in its server
+// namespace, skips unless the kernel's napi-set takes the three timeouts, and
+// returns the server end's single NAPI.
+func newKernelNAPI(t *testing.T) (testVeth, *Client, Features, NAPI) {
+	t.Helper()
+	requireRoot(t)
+	v := newTestVeth(t)
+	c := dialIn(t, v.server)
+	fs, err := c.Features()
+	require.NoError(t, err)
+	t.Logf("kernel %s: %v", kernelRelease(t), fs)
+	if err := fs.Missing(FeatureNAPISet, FeatureDeferHardIRQs, FeatureGROFlushTimeout, FeatureIRQSuspendTimeout); err != nil {
+		t.Skip(err)
+	}
+	srv := v.pair.Server
+	ns, err := c.NAPIs(uint32(srv.Index))
+	require.NoError(t, err)
+	require.Len(t, ns, 1, "%s (one rx queue, GRO on) has one NAPI", srv.Name)
+	n := ns[0]
+	require.Equal(t, uint32(srv.Index), n.IfIndex)
+	require.NotZero(t, n.ID)
+	return v, c, fs, n
+}
+
 // dialIn dials a Client in ns and closes it at the end of the test.
 func dialIn(t *testing.T, ns *busypoll.NetNS) *Client {
 	t.Helper()

@@ -23,24 +23,9 @@ var selftestSettings = Settings{
 // TestKernelNAPI configures the NAPI of a veth end on the running kernel:
 // list, set, read back, restore, and cross-check the NAPI id.
 func TestKernelNAPI(t *testing.T) {
-	requireRoot(t)
-	v := newTestVeth(t)
-	c := dialIn(t, v.server)
-	fs, err := c.Features()
-	require.NoError(t, err)
-	t.Logf("kernel %s: %v", kernelRelease(t), fs)
-	if err := fs.Missing(FeatureNAPISet, FeatureDeferHardIRQs, FeatureGROFlushTimeout, FeatureIRQSuspendTimeout); err != nil {
-		t.Skip(err)
-	}
-
+	v, c, fs, n := newKernelNAPI(t)
 	srv := v.pair.Server
 	ifindex := uint32(srv.Index)
-	ns, err := c.NAPIs(ifindex)
-	require.NoError(t, err)
-	require.Len(t, ns, 1, "%s (one rx queue, GRO on) has one NAPI", srv.Name)
-	n := ns[0]
-	require.Equal(t, ifindex, n.IfIndex)
-	require.NotZero(t, n.ID)
 	id := n.ID
 	t.Logf("%s (ifindex %d): NAPI %d, present: %v", srv.Name, ifindex, id, n.Present)
 
@@ -82,7 +67,7 @@ func TestKernelNAPI(t *testing.T) {
 		assert.Equal(t, uint32(100), got.DeferHardIRQs)
 		assert.Equal(t, 50*time.Microsecond, got.GROFlushTimeout)
 		assert.Equal(t, 20*time.Millisecond, got.IRQSuspendTimeout)
-		assert.Equal(t, snap.Threaded, settingsOf(got).Threaded, "threaded untouched")
+		assert.Equal(t, snap.Threaded, got.Settings().Threaded, "threaded untouched")
 
 		dump, err := c.NAPIs(ifindex)
 		require.NoError(t, err)
@@ -206,7 +191,7 @@ func TestKernelNAPI(t *testing.T) {
 		assert.ErrorIs(t, err, unix.ERANGE)
 		got, err := c.NAPI(id)
 		require.NoError(t, err)
-		assert.Equal(t, snap, settingsOf(got), "a refused napi-set changes nothing")
+		assert.Equal(t, snap, got.Settings(), "a refused napi-set changes nothing")
 	})
 
 	t.Run("errors", func(t *testing.T) {
@@ -230,9 +215,6 @@ func TestKernelNAPI(t *testing.T) {
 		assert.ErrorIs(t, err, os.ErrNotExist, "NAPI %d seen from %s", id, v.client)
 	})
 }
-
-// settingsOf is NAPI.Settings; named for symmetry in assertions.
-func settingsOf(n NAPI) Settings { return n.Settings() }
 
 // receiveNAPIID sends UDP datagrams from the client end to the server end
 // and returns the SO_INCOMING_NAPI_ID of the receiving socket.
@@ -283,25 +265,15 @@ func receiveNAPIID(t *testing.T, v testVeth) uint32 {
 // while the link is down and a NAPI is back after. It logs whether the id
 // and the settings survive, which the callers' link-flap scenario relies on.
 func TestKernelLinkFlap(t *testing.T) {
-	requireRoot(t)
-	v := newTestVeth(t)
-	c := dialIn(t, v.server)
-	fs, err := c.Features()
-	require.NoError(t, err)
-	if err := fs.Missing(FeatureNAPISet, FeatureDeferHardIRQs, FeatureGROFlushTimeout, FeatureIRQSuspendTimeout); err != nil {
-		t.Skip(err)
-	}
+	v, c, _, n := newKernelNAPI(t)
 	srv := v.pair.Server
 	ifindex := uint32(srv.Index)
-	ns, err := c.NAPIs(ifindex)
-	require.NoError(t, err)
-	require.Len(t, ns, 1)
-	require.NoError(t, c.SetNAPI(ns[0].ID, selftestSettings))
-	before, err := c.NAPI(ns[0].ID)
+	require.NoError(t, c.SetNAPI(n.ID, selftestSettings))
+	before, err := c.NAPI(n.ID)
 	require.NoError(t, err)
 
 	require.NoError(t, srv.SetUp(false))
-	ns, err = c.NAPIs(ifindex)
+	ns, err := c.NAPIs(ifindex)
 	require.NoError(t, err)
 	assert.Empty(t, ns, "a link that is down has no NAPI")
 	_, err = c.NAPI(before.ID)
@@ -312,13 +284,13 @@ func TestKernelLinkFlap(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, ns, 1, "the NAPI is back with the link")
 	after := ns[0]
-	t.Logf("NAPI before down/up: id %d %v; after: id %d %v", before.ID, settingsOf(before), after.ID, settingsOf(after))
+	t.Logf("NAPI before down/up: id %d %v; after: id %d %v", before.ID, before.Settings(), after.ID, after.Settings())
 	if after.ID == before.ID {
 		t.Logf("the NAPI id survived the link flap")
 	} else {
 		t.Logf("the link flap gave a new NAPI id: configure the NAPI again")
 	}
-	if !settingsOf(after).Equal(settingsOf(before)) {
+	if !after.Settings().Equal(before.Settings()) {
 		t.Logf("the link flap changed the settings: configure the NAPI again")
 	}
 }

@@ -153,7 +153,12 @@ func TestNewVethPair(t *testing.T) {
 	} {
 		var got uint32
 		require.NoError(t, c.link.NS.Do(func() error {
-			return ethtoolValueIoctl(c.link.Name, offloadCmds[c.o].get, &got)
+			fd, err := ethtoolSocket()
+			if err != nil {
+				return err
+			}
+			defer unix.Close(fd)
+			return ethtoolValueIoctl(fd, c.link.Name, offloadCmds[c.o].get, &got)
 		}))
 		assert.Equal(t, c.want, got, "%s of %s", c.o, c.link.Name)
 	}

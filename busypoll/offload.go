@@ -55,15 +55,20 @@ func SetOffload(ifname string, o Offload, on bool) error {
 	if !ok {
 		return fmt.Errorf("busypoll: unknown offload %d", uint32(o))
 	}
+	fd, err := ethtoolSocket()
+	if err != nil {
+		return fmt.Errorf("busypoll: set %s of %s: %w", c.name, ifname, err)
+	}
+	defer unix.Close(fd)
 	var want uint32
 	if on {
 		want = 1
 	}
-	if err := ethtoolValueIoctl(ifname, c.set, &want); err != nil {
+	if err := ethtoolValueIoctl(fd, ifname, c.set, &want); err != nil {
 		return fmt.Errorf("busypoll: set %s of %s to %v: %w", c.name, ifname, on, err)
 	}
 	var got uint32
-	if err := ethtoolValueIoctl(ifname, c.get, &got); err != nil {
+	if err := ethtoolValueIoctl(fd, ifname, c.get, &got); err != nil {
 		return fmt.Errorf("busypoll: read back %s of %s: %w", c.name, ifname, err)
 	}
 	if (got != 0) != on {
@@ -72,15 +77,21 @@ func SetOffload(ifname string, o Offload, on bool) error {
 	return nil
 }
 
-func ethtoolValueIoctl(ifname string, cmd uint32, data *uint32) error {
+// ethtoolSocket opens a socket for ethtool ioctls in the calling thread's
+// namespace.
+func ethtoolSocket() (int, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("socket: %w", err)
+	}
+	return fd, nil
+}
+
+// ethtoolValueIoctl runs one ethtool_value command on ifname through fd.
+func ethtoolValueIoctl(fd int, ifname string, cmd uint32, data *uint32) error {
 	if len(ifname) >= unix.IFNAMSIZ {
 		return fmt.Errorf("interface name %q longer than %d bytes", ifname, unix.IFNAMSIZ-1)
 	}
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("socket: %w", err)
-	}
-	defer unix.Close(fd)
 	v := ethtoolValue{cmd: cmd, data: *data}
 	var ifr ifreqData
 	copy(ifr.name[:], ifname)

@@ -54,6 +54,11 @@ type ReceiverConfig struct {
 	// BufferSize is the size of the read buffer: 1 to MaxBufferSize, 0 for
 	// DefaultBufferSize.
 	BufferSize int
+	// NoSocketBusyPoll sets SO_BUSY_POLL to 0 on the listener and on every
+	// accepted connection, so that a host's net.core.busy_read (copied into
+	// each new socket) does not make the socket's own reads busy-poll: then
+	// only the epoll instance's Params can. It needs no privilege.
+	NoSocketBusyPoll bool
 }
 
 func (c ReceiverConfig) withDefaults() (ReceiverConfig, error) {
@@ -95,6 +100,10 @@ type Stats struct {
 	// Elapsed runs from the accept to the end of the stream (the read that
 	// returned end of file).
 	Elapsed time.Duration
+	// SocketBusyPollUsecs is the accepted socket's SO_BUSY_POLL, read back
+	// after the peer closed: how long its own reads may busy-poll (from
+	// net.core.busy_read unless ReceiverConfig.NoSocketBusyPoll set it to 0).
+	SocketBusyPollUsecs int
 }
 
 // MiBPerSec is Bytes over Elapsed in MiB/s, 0 when Elapsed is 0.
@@ -113,8 +122,9 @@ func (s Stats) MiBPerSec() float64 {
 // Its sockets stay in the network namespace Listen ran in; Receive and Echo
 // may run on any goroutine, one at a time.
 type Receiver struct {
-	addr   netip.AddrPort
-	params Params
+	addr         netip.AddrPort
+	params       Params
+	noSocketPoll bool
 
 	lfd  int // listening socket
 	epfd int // epoll instance
@@ -147,7 +157,7 @@ func Listen(cfg ReceiverConfig) (*Receiver, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Receiver{params: cfg.Params, lfd: -1, epfd: -1, efd: -1}
+	r := &Receiver{params: cfg.Params, noSocketPoll: cfg.NoSocketBusyPoll, lfd: -1, epfd: -1, efd: -1}
 	ok := false
 	defer func() {
 		if !ok {
@@ -163,6 +173,11 @@ func Listen(cfg ReceiverConfig) (*Receiver, error) {
 	}
 	if err := unix.SetsockoptInt(r.lfd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
 		return fail("setsockopt SO_REUSEADDR", err)
+	}
+	if cfg.NoSocketBusyPoll {
+		if err := noSocketBusyPoll(r.lfd); err != nil {
+			return fail("listener", err)
+		}
 	}
 	if err := unix.Bind(r.lfd, sa); err != nil {
 		return fail("bind", err)
@@ -348,6 +363,13 @@ func (r *Receiver) serve(ctx context.Context, op string, handle func(conn int, p
 		}
 		start = time.Now()
 		conn = fd
+		if r.noSocketPoll {
+			// A child socket copies the listener's setting; setting it
+			// again does not depend on that.
+			if err := noSocketBusyPoll(conn); err != nil {
+				return fmt.Errorf("accepted connection: %w", err)
+			}
+		}
 		// Adding a socket that already holds data reports it at once.
 		if err := epollAdd(r.epfd, conn, unix.EPOLLIN|unix.EPOLLET|unix.EPOLLRDHUP|unix.EPOLLHUP); err != nil {
 			return fmt.Errorf("add the connection to epoll: %w", err)
@@ -395,6 +417,11 @@ func (r *Receiver) serve(ctx context.Context, op string, handle func(conn int, p
 						return fail(fmt.Errorf("getsockopt SO_INCOMING_NAPI_ID: %w", err))
 					}
 					st.NAPIID = uint32(id)
+					usecs, err := unix.GetsockoptInt(conn, unix.SOL_SOCKET, unix.SO_BUSY_POLL)
+					if err != nil && err != unix.ENOPROTOOPT {
+						return fail(fmt.Errorf("getsockopt SO_BUSY_POLL: %w", err))
+					}
+					st.SocketBusyPollUsecs = usecs
 					if err := unix.EpollCtl(r.epfd, unix.EPOLL_CTL_DEL, conn, nil); err != nil {
 						return fail(fmt.Errorf("remove the connection from epoll: %w", err))
 					}
@@ -461,6 +488,16 @@ func (r *Receiver) writeAll(ctx context.Context, conn int, p []byte) error {
 		default:
 			return fmt.Errorf("write back: %w", err)
 		}
+	}
+	return nil
+}
+
+// noSocketBusyPoll sets SO_BUSY_POLL to 0 on fd. A kernel without busy
+// polling has no such option (ENOPROTOOPT), and then nothing can busy-poll.
+func noSocketBusyPoll(fd int) error {
+	err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_BUSY_POLL, 0)
+	if err != nil && err != unix.ENOPROTOOPT {
+		return fmt.Errorf("setsockopt SO_BUSY_POLL 0: %w", err)
 	}
 	return nil
 }

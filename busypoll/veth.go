@@ -3,6 +3,7 @@ package busypoll
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"time"
@@ -11,12 +12,21 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Names of the veth ends. The namespaces are private to one run, so fixed
-// names cannot collide with another run's.
+// Prefixes of the names of the veth ends. A random suffix makes the names
+// unique on the host, although the namespaces are private: host-wide views
+// such as the kernel's tracepoints (napi:napi_poll names the device) would
+// otherwise mix concurrent runs.
 const (
-	VethServerName = "bpt-sv"
-	VethClientName = "bpt-cl"
+	VethServerPrefix = "bpt-sv-"
+	VethClientPrefix = "bpt-cl-"
 )
+
+// vethNames returns a fresh pair of names, e.g. "bpt-sv-3fa9c1" and
+// "bpt-cl-3fa9c1" (13 characters; IFNAMSIZ allows 15).
+func vethNames() (server, client string) {
+	suffix := fmt.Sprintf("%06x", rand.Uint32()&0xffffff)
+	return VethServerPrefix + suffix, VethClientPrefix + suffix
+}
 
 // ErrNoVeth is wrapped by NewVethPair's error when the kernel has no veth
 // driver. It matches errors.ErrUnsupported, so callers can skip.
@@ -56,14 +66,15 @@ func NewVethPair(server, client *NetNS, serverAddr, clientAddr netip.Prefix) (Ve
 		return VethPair{}, fmt.Errorf("%w: %s", ErrNetNSClosed, client)
 	}
 	var serverIndex, clientIndex int
+	serverName, clientName := vethNames()
 	err := server.Do(func() error {
 		veth := &netlink.Veth{
 			LinkAttrs: netlink.LinkAttrs{
-				Name:        VethServerName,
+				Name:        serverName,
 				NumRxQueues: 1,
 				NumTxQueues: 1,
 			},
-			PeerName:      VethClientName,
+			PeerName:      clientName,
 			PeerNamespace: netlink.NsFd(clientFD),
 		}
 		if err := netlink.LinkAdd(veth); err != nil {
@@ -71,23 +82,23 @@ func NewVethPair(server, client *NetNS, serverAddr, clientAddr netip.Prefix) (Ve
 				err = fmt.Errorf("%w: %v", ErrNoVeth, err)
 			}
 			return fmt.Errorf("busypoll: create veth %s (in %s) / %s (in %s): %w",
-				VethServerName, server, VethClientName, client, err)
+				serverName, server, clientName, client, err)
 		}
 		var err error
-		if serverIndex, err = indexOf(server, VethServerName); err != nil {
+		if serverIndex, err = indexOf(server, serverName); err != nil {
 			return err
 		}
-		return SetOffload(VethServerName, GRO, true)
+		return SetOffload(serverName, GRO, true)
 	})
 	if err != nil {
 		return VethPair{}, err
 	}
 	err = client.Do(func() error {
 		var err error
-		if clientIndex, err = indexOf(client, VethClientName); err != nil {
+		if clientIndex, err = indexOf(client, clientName); err != nil {
 			return err
 		}
-		return SetOffload(VethClientName, TSO, false)
+		return SetOffload(clientName, TSO, false)
 	})
 	if err != nil {
 		return VethPair{}, err

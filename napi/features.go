@@ -47,6 +47,10 @@ const (
 	FeatureThreadedBusyPoll
 )
 
+// FamilySince is the Linux version whose netdev family first had napi-get,
+// the oldest command this package uses (6.8).
+const FamilySince = "6.8"
+
 var featureInfo = map[Feature]struct {
 	name, since string
 }{

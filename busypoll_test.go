@@ -18,7 +18,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,7 +32,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/netdev-go/busypolltest/busypoll"
+	"github.com/netdev-go/busypolltest/busypoll/irqs"
 	"github.com/netdev-go/busypolltest/busypoll/napitrace"
+	"github.com/netdev-go/busypolltest/busypoll/port"
 	"github.com/netdev-go/busypolltest/busypoll/verdict"
 	"github.com/netdev-go/busypolltest/napi"
 	"github.com/netdev-go/busypolltest/netdevsim"
@@ -54,6 +56,7 @@ var (
 	flagBackend      = flag.String("busypoll.backend", "auto", "auto (both; netdevsim skips where unavailable), netdevsim or veth (then unavailable is a failure)")
 	flagComparePairs = flag.Int("busypoll.compare-pairs", 8, "transfers per arm of the suspension comparison (1 to 20; below 4 the rank-sum test cannot pass)")
 	flagKeepBusyRead = flag.Bool("busypoll.keep-busy-read", false, "leave SO_BUSY_POLL of the receiver's sockets as net.core.busy_read sets it (a broken case: the negative control must then fail where busy_read is set)")
+	flagNIC          = flag.String("busypoll.nic", "", "SERVER,CLIENT: also run the scenarios over these two ports of this machine, linked by a cable, switch or hub (backend nic); they must be idle (no address, route or master)")
 	flagRecord       = flag.String("busypoll.record", "", "append every transfer's measurements to this file, one JSON object a line")
 )
 
@@ -71,6 +74,7 @@ const (
 	backendNetdev   = "netdevsim"
 	backendVeth     = "veth"
 	backendAuto     = "auto"
+	backendNIC      = "nic"
 	serverPrefix    = "198.18.0.1/24" // RFC 2544 benchmarking range, only inside the test's namespaces
 	clientPrefix    = "198.18.0.2/24"
 	deviceDeadline  = 10 * time.Second
@@ -89,6 +93,8 @@ type config struct {
 	timeout       time.Duration
 	comparePairs  int
 	backends      []string
+	serverPort    string // the nic backend's ports
+	clientPort    string
 	strict        bool // a backend was named: unavailable is a failure
 }
 
@@ -100,6 +106,7 @@ type rawFlags struct {
 	gro, suspend, timeout         time.Duration
 	backend                       string
 	comparePairs                  int
+	nic                           string
 }
 
 func flagsGiven() rawFlags {
@@ -107,6 +114,7 @@ func flagsGiven() rawFlags {
 		size: *flagSize, usecs: *flagUsecs, budget: *flagBudget, prefer: *flagPrefer,
 		defers: *flagDefer, maxEvents: *flagMaxEvents, gro: *flagGRO, suspend: *flagSuspend,
 		timeout: *flagTimeout, backend: *flagBackend, comparePairs: *flagComparePairs,
+		nic: *flagNIC,
 	}
 }
 
@@ -158,10 +166,21 @@ func (r rawFlags) validate() (config, error) {
 	switch r.backend {
 	case backendAuto:
 		c.backends = []string{backendNetdev, backendVeth}
-	case backendNetdev, backendVeth:
+		if r.nic != "" {
+			c.backends = append(c.backends, backendNIC)
+		}
+	case backendNetdev, backendVeth, backendNIC:
 		c.backends, c.strict = []string{r.backend}, true
 	default:
-		errs = append(errs, fmt.Errorf("-busypoll.backend=%q: must be auto, netdevsim or veth", r.backend))
+		errs = append(errs, fmt.Errorf("-busypoll.backend=%q: must be auto, netdevsim, veth or nic", r.backend))
+	}
+	if r.nic != "" {
+		var err error
+		if c.serverPort, c.clientPort, err = port.Names(r.nic); err != nil {
+			errs = append(errs, fmt.Errorf("-busypoll.nic=%v", err))
+		}
+	} else if r.backend == backendNIC {
+		errs = append(errs, errors.New("-busypoll.backend=nic needs -busypoll.nic=SERVER,CLIENT naming two ports"))
 	}
 	return c, errors.Join(errs...)
 }
@@ -200,6 +219,19 @@ var baseNeeds = []napi.Feature{
 // through the NAPI under test, and the client end.
 type pair struct {
 	server, client busypoll.Link
+	// manyNAPIs: the server may have several rx queues and NAPIs (nic);
+	// every one is configured and the data may come through any.
+	manyNAPIs bool
+	// loan is the nic backend's server port, which records the NAPI
+	// settings to restore, also in an emergency.
+	loan *port.Loan
+	// busDevice names the device behind the server interface (nic), for
+	// finding its interrupt lines.
+	busDevice string
+	// irq holds the interrupt line of each NAPI of the server (nic), or
+	// the reason there is none in noIRQ.
+	irq   map[uint32]irqs.Line
+	noIRQ error
 }
 
 // flap takes both links down, then up, and waits for the carrier.
@@ -228,6 +260,7 @@ type backend struct {
 
 var backends = map[string]backend{
 	backendVeth: {setup: setupVeth, showsSuspension: true},
+	backendNIC:  {setup: setupNIC, showsSuspension: true},
 	backendNetdev: {setup: setupNetdevsim, noSuspension: "netdevsim's transmit arms a 5 µs hrtimer that " +
 		"schedules the peer's NAPI, and its poll ignores napi_complete_done()'s result, so nothing masks its " +
 		"\"interrupt\" and neither deferral nor suspension can change what busy polling finds; only that busy " +
@@ -251,17 +284,26 @@ func setupNetdevsim(t *testing.T, cfg config, server, client *busypoll.NetNS) pa
 		unavailable(t, cfg, "%v", err)
 	}
 	bus := netdevsim.Default()
+	if os.Getenv(noRecordEnv) != "" {
+		// Only to show what the record is for (TestBusyPollKilledRunIsReaped).
+		t.Logf("%s is set: no ownership record, a SIGKILL leaves these devices behind", noRecordEnv)
+		bus.SetRecordDir("")
+	}
+	// What killed runs left behind. From here on, every device is in the
+	// ownership record before it is created, and in the emergency cleanup
+	// of TestMain until it is deleted.
+	orphans, err := bus.ReapOrphans()
+	for _, o := range orphans {
+		t.Log(o)
+	}
+	require.NoError(t, err, "reap the netdevsim devices of killed runs")
 	ctx, cancel := context.WithTimeout(context.Background(), deviceDeadline)
 	defer cancel()
 	var devs [2]*netdevsim.Device
 	for i, ns := range []*busypoll.NetNS{server, client} {
 		dev, err := bus.NewDevice(ctx, ns, 1, 1)
 		require.NoError(t, err, "create netdevsim device in %s", ns)
-		forget := onEmergency(func() { _ = dev.Delete() })
-		t.Cleanup(func() {
-			assert.NoError(t, dev.Delete(), "delete netdevsim%d", dev.ID)
-			forget()
-		})
+		t.Cleanup(func() { assert.NoError(t, dev.Delete(), "delete netdevsim%d", dev.ID) })
 		require.Len(t, dev.Ports, 1)
 		devs[i] = dev
 	}
@@ -269,7 +311,6 @@ func setupNetdevsim(t *testing.T, cfg config, server, client *busypoll.NetNS) pa
 	t.Cleanup(func() { assert.NoError(t, bus.Unlink(devs[0].Endpoint(0))) })
 	holdIfAsked(devs[0].ID, devs[1].ID)
 	var p pair
-	var err error
 	p.server, err = busypoll.NewLink(server, devs[0].Ports[0].IfIndex, netip.MustParsePrefix(serverPrefix))
 	require.NoError(t, err)
 	p.client, err = busypoll.NewLink(client, devs[1].Ports[0].IfIndex, netip.MustParsePrefix(clientPrefix))
@@ -280,6 +321,89 @@ func setupNetdevsim(t *testing.T, cfg config, server, client *busypoll.NetNS) pa
 	require.NoError(t, p.server.WaitCarrier(deviceDeadline))
 	require.NoError(t, p.client.WaitCarrier(deviceDeadline))
 	return p
+}
+
+// setupNIC lends the two named ports to the namespaces (refusing ports in
+// use, changing nothing then) and gives them back as they were at cleanup,
+// and also on SIGINT, SIGTERM and before -test.timeout expires.
+func setupNIC(t *testing.T, cfg config, server, client *busypoll.NetNS) pair {
+	t.Helper()
+	var p pair
+	p.manyNAPIs = true
+	for _, end := range []struct {
+		name   string
+		ns     *busypoll.NetNS
+		prefix string
+		link   *busypoll.Link
+	}{{cfg.serverPort, server, serverPrefix, &p.server}, {cfg.clientPort, client, clientPrefix, &p.client}} {
+		loan, err := port.Lend(end.name, end.ns)
+		require.NoError(t, err, "lend port %s to %s", end.name, end.ns)
+		forget := onPortEmergency(func() error { return loan.Return() })
+		t.Cleanup(func() {
+			assert.NoError(t, loan.Return(), "give port %s back", end.name)
+			forget()
+		})
+		t.Logf("nic: lent %v to %s", loan.Orig(), end.ns)
+		var idx int
+		require.NoError(t, end.ns.Do(func() error {
+			var err error
+			idx, err = busypoll.IndexOf(end.name)
+			return err
+		}), "find %s in %s after the move (its ifindex may have changed)", end.name, end.ns)
+		*end.link, err = busypoll.NewLink(end.ns, idx, netip.MustParsePrefix(end.prefix))
+		require.NoError(t, err)
+		if end.ns == server {
+			p.loan, p.busDevice = loan, loan.Orig().Device
+		}
+	}
+	// As on veth: GRO on at the server (veth stand-ins have a NAPI only
+	// then), TSO off at the client, so that packets reach the server's NAPI
+	// one by one.
+	require.NoError(t, server.Do(func() error { return busypoll.SetOffload(p.server.Name, busypoll.GRO, true) }))
+	require.NoError(t, client.Do(func() error { return busypoll.SetOffload(p.client.Name, busypoll.TSO, false) }))
+	require.NoError(t, p.server.WaitCarrier(deviceDeadline))
+	require.NoError(t, p.client.WaitCarrier(deviceDeadline))
+	return p
+}
+
+// portEmergency holds the loans of the nic backend's ports, which are given
+// back on SIGINT, SIGTERM and before -test.timeout expires, as well as at
+// cleanup: a veth stand-in would otherwise die with its namespace, and a
+// real port come back with the test's settings.
+var portEmergency = struct {
+	sync.Mutex
+	next  int
+	funcs map[int]func() error
+}{funcs: map[int]func() error{}}
+
+// onPortEmergency registers f and returns a function that unregisters it.
+func onPortEmergency(f func() error) (forget func()) {
+	portEmergency.Lock()
+	defer portEmergency.Unlock()
+	k := portEmergency.next
+	portEmergency.next++
+	portEmergency.funcs[k] = f
+	return func() {
+		portEmergency.Lock()
+		defer portEmergency.Unlock()
+		delete(portEmergency.funcs, k)
+	}
+}
+
+// returnPorts gives back every lent port; why says what happened.
+func returnPorts(why string) {
+	portEmergency.Lock()
+	defer portEmergency.Unlock()
+	if len(portEmergency.funcs) == 0 {
+		return
+	}
+	fmt.Fprintf(os.Stderr, "busypolltest: %s: giving back %d lent port(s)\n", why, len(portEmergency.funcs))
+	for k, f := range portEmergency.funcs {
+		if err := f(); err != nil {
+			fmt.Fprintf(os.Stderr, "busypolltest: %v\n", err)
+		}
+		delete(portEmergency.funcs, k)
+	}
 }
 
 // unavailable skips, or fails where the user named the backend.
@@ -409,7 +533,7 @@ func napiFeature(feats napi.Features, f napi.Feature) gate {
 // error fails the test.
 func kernelFeatures(t *testing.T) (napi.Features, gate) {
 	t.Helper()
-	c, err := napi.Dial(-1)
+	c, err := napi.DialCurrent()
 	if errors.Is(err, os.ErrNotExist) {
 		return napi.Features{}, gate{what: "the netdev generic netlink family", since: napi.FamilySince, err: err}
 	}
@@ -478,7 +602,7 @@ func runScenario(t *testing.T, cfg config, backend string, sc scenario, env host
 	require.NoError(t, err, "netdev netlink socket in %s", server)
 	t.Cleanup(func() { assert.NoError(t, nc.Close()) })
 
-	r := &runner{t: t, cfg: cfg, backend: backend, sc: sc, p: p, nc: nc, seed: seed,
+	r := &runner{t: t, cfg: cfg, backend: backend, sc: sc, p: &p, nc: nc, seed: seed,
 		run:    fmt.Sprintf("%d-%d", os.Getpid(), runs.Add(1)),
 		params: busypoll.Params{Usecs: cfg.usecs, Budget: cfg.budget, Prefer: cfg.prefer && !sc.noPrefer}}
 	want := napi.Settings{
@@ -502,8 +626,12 @@ func runScenario(t *testing.T, cfg config, backend string, sc scenario, env host
 			p.flap(t)
 		}
 		r.round = round
-		r.id = configureNAPI(t, nc, p.server, want)
+		r.ids = configureNAPI(t, nc, r.p, want)
+		r.id = r.ids[0]
 		r.thread = threadOf(t, nc, r.id, sc)
+		if backend == backendNIC {
+			findIRQs(t, nc, r.p, r.ids)
+		}
 		switch {
 		case sc.suspend && be.showsSuspension:
 			r.compareSuspension(want, env)
@@ -534,14 +662,15 @@ type runner struct {
 	cfg     config
 	backend string
 	sc      scenario
-	p       pair
+	p       *pair
 	nc      *napi.Client
 	params  busypoll.Params
 	seed    uint64
 	round   int
-	id      uint32 // the server's NAPI
-	thread  int    // its kernel thread (threaded scenarios), or 0
-	n       int    // transfers made so far
+	ids     []uint32 // the server's NAPIs
+	id      uint32   // the first of them (the only one but on nic)
+	thread  int      // its kernel thread (threaded scenarios), or 0
+	n       int      // transfers made so far
 }
 
 // transfer makes one transfer with the epoll parameters params, applies
@@ -549,11 +678,12 @@ type runner struct {
 func (r *runner) transfer(arm verdict.Arm, params busypoll.Params, settings napi.Settings) (verdict.Transfer, result) {
 	r.t.Helper()
 	r.n++
-	res := transfer(r.t, r.cfg, r.p, params, r.seed+uint64(1000*r.round+r.n), r.thread)
+	res := transfer(r.t, r.cfg, *r.p, params, r.seed+uint64(1000*r.round+r.n), r.thread)
 	rec := verdict.Transfer{
 		Run: r.run, Backend: r.backend, Scenario: r.sc.name, Round: r.round, Arm: arm,
 		Bytes: res.recvd, RxPackets: res.rxPackets, BusyPolled: res.counters.BusyPollRxPackets,
 		EpollWaits: res.stats.EpollWaits, Elapsed: res.stats.Elapsed, SocketBusyPoll: res.stats.SocketBusyPollUsecs,
+		IRQs: res.irqs,
 	}
 	if settings.DeferHardIRQs != nil {
 		rec.DeferHardIRQs = *settings.DeferHardIRQs
@@ -565,7 +695,7 @@ func (r *runner) transfer(arm verdict.Arm, params busypoll.Params, settings napi
 		rec.IRQSuspendTimeout = *settings.IRQSuspendTimeout
 	}
 	record(r.t, rec)
-	checkTransfer(r.t, r.cfg, r.label(arm), r.sc, r.id, params, res)
+	checkTransfer(r.t, r.cfg, r.label(arm), r.sc, r.ids, params, res)
 	return rec, res
 }
 
@@ -629,29 +759,101 @@ func (r *runner) compareSuspension(want napi.Settings, env hostEnv) {
 	t.Helper()
 	control := want
 	control.IRQSuspendTimeout = new(time.Duration(0))
+	// Where the device has interrupts (nic), a third arm without deferral
+	// shows what deferral and suspension do to them.
+	baseline := control
+	baseline.DeferHardIRQs, baseline.GROFlushTimeout = new(uint32(0)), new(time.Duration(0))
+	settings := map[verdict.Arm]napi.Settings{verdict.ArmSuspend: want, verdict.ArmControl: control, verdict.ArmBaseline: baseline}
+	arms := []verdict.Arm{verdict.ArmSuspend, verdict.ArmControl}
+	withIRQs := r.p.irq != nil
+	if withIRQs {
+		arms = append(arms, verdict.ArmBaseline)
+	}
 	var ts []verdict.Transfer
 	for i := range r.cfg.comparePairs {
-		arms := []verdict.Arm{verdict.ArmSuspend, verdict.ArmControl}
-		if i%2 == 1 { // ABBA: neither arm always goes first
-			arms[0], arms[1] = arms[1], arms[0]
+		// Rotate, then reverse every other round (ABBA): no arm always
+		// goes first.
+		order := append(arms[i%len(arms):], arms[:i%len(arms)]...)
+		if i%2 == 1 {
+			slices.Reverse(order)
 		}
-		for _, arm := range arms {
-			s := want
-			if arm == verdict.ArmControl {
-				s = control
-			}
-			setSuspendTimeout(t, r.nc, r.id, *s.IRQSuspendTimeout)
-			rec, _ := r.transfer(arm, r.params, s)
+		for _, arm := range order {
+			setNAPIs(t, r.nc, r.ids, settings[arm].Only(napi.AttrDeferHardIRQs|napi.AttrGROFlushTimeout|napi.AttrIRQSuspendTimeout))
+			rec, _ := r.transfer(arm, r.params, settings[arm])
 			ts = append(ts, rec)
 		}
 	}
-	setSuspendTimeout(t, r.nc, r.id, *want.IRQSuspendTimeout)
+	setNAPIs(t, r.nc, r.ids, want.Only(napi.AttrDeferHardIRQs|napi.AttrGROFlushTimeout|napi.AttrIRQSuspendTimeout))
+	r.irqVerdicts(ts)
 	if env.sysctls.BusyPoll != 0 {
 		return // reported by the caller
 	}
 	sum, err := verdict.Suspension(ts)
 	t.Logf("%s: %s", r.name(), sum)
 	assert.NoError(t, err)
+}
+
+// irqVerdicts is the nic backend's interrupt proof, as a subtest of its own
+// so that it shows as SKIP, with the reason, where the NAPI has no
+// interrupt line.
+func (r *runner) irqVerdicts(ts []verdict.Transfer) {
+	if r.backend != backendNIC {
+		return
+	}
+	name := "irqs"
+	if r.round > 1 {
+		name = fmt.Sprintf("irqs-round-%d", r.round)
+	}
+	r.t.Run(name, func(t *testing.T) {
+		if r.p.irq == nil {
+			t.Skipf("cannot count the NAPI's interrupts: %v", r.p.noIRQ)
+		}
+		sum, err := verdict.Deferral(ts)
+		t.Logf("%s: %s", r.name(), sum)
+		assert.NoError(t, err)
+		sum, err = verdict.SuspensionIRQs(ts)
+		t.Logf("%s: %s", r.name(), sum)
+		assert.NoError(t, err)
+	})
+}
+
+// findIRQs finds the interrupt line of each NAPI of the server (nic), or
+// records why there is none.
+func findIRQs(t *testing.T, nc *napi.Client, p *pair, ids []uint32) {
+	t.Helper()
+	queues, err := nc.Queues(uint32(p.server.Index))
+	require.NoError(t, err, "queue-get %s", p.server.Name)
+	p.irq, p.noIRQ = map[uint32]irqs.Line{}, nil
+	for _, id := range ids {
+		n, err := nc.NAPI(id)
+		require.NoError(t, err)
+		rxQueue := -1
+		for _, q := range queues {
+			if q.Type == napi.QueueRX && q.NAPIID == id {
+				rxQueue = int(q.ID)
+			}
+		}
+		line, err := irqs.Find(n.IRQ, n.Has(napi.AttrIRQ), p.busDevice, rxQueue)
+		if errors.Is(err, irqs.ErrNoIRQ) {
+			p.irq, p.noIRQ = nil, fmt.Errorf("%s NAPI %d: %w", p.server.Name, id, err)
+			t.Logf("nic: %v", p.noIRQ)
+			return
+		}
+		require.NoError(t, err, "find the interrupt line of NAPI %d", id)
+		t.Logf("nic: %s NAPI %d (rx queue %d): %v", p.server.Name, id, rxQueue, line)
+		p.irq[id] = line
+	}
+}
+
+// setNAPIs sets s on every NAPI in ids and reads it back.
+func setNAPIs(t *testing.T, nc *napi.Client, ids []uint32, s napi.Settings) {
+	t.Helper()
+	for _, id := range ids {
+		require.NoError(t, nc.SetNAPI(id, s), "napi-set %d %v", id, s)
+		got, err := nc.NAPI(id)
+		require.NoError(t, err)
+		require.Equal(t, s.String(), got.Settings().Only(s.Attrs()).String(), "NAPI %d settings read back", id)
+	}
 }
 
 // busyPolledAtAll is check 4 on a backend that cannot show the effect of
@@ -689,7 +891,7 @@ func (r *runner) negativeControl(env hostEnv) {
 		GROFlushTimeout:   new(negativeGRO),
 		IRQSuspendTimeout: new(time.Duration(0)),
 	}
-	require.NoError(r.t, r.nc.SetNAPI(r.id, hold), "napi-set %d %v", r.id, hold)
+	setNAPIs(r.t, r.nc, r.ids, hold)
 	rec, _ := r.transfer(verdict.ArmNegative, busypoll.Params{}, hold)
 	assert.NoError(r.t, verdict.NegativeControl(rec, env.sysctls))
 }
@@ -700,42 +902,48 @@ const (
 	negativeGRO   = time.Millisecond
 )
 
-// setSuspendTimeout changes the NAPI's irq-suspend-timeout and reads it back.
-func setSuspendTimeout(t *testing.T, nc *napi.Client, id uint32, d time.Duration) {
-	t.Helper()
-	s := napi.Settings{IRQSuspendTimeout: new(d)}
-	require.NoError(t, nc.SetNAPI(id, s), "napi-set %d %v", id, s)
-	got, err := nc.NAPI(id)
-	require.NoError(t, err)
-	require.Equal(t, s.String(), got.Settings().Only(s.Attrs()).String(), "NAPI %d settings read back", id)
-}
-
 // maxTransfers bounds the transfers of busyPolledAtAll.
 const maxTransfers = 20
 
-// configureNAPI finds the server's NAPI, sets want on it (restoring the old
-// settings at cleanup), reads the settings back and returns the NAPI id.
-func configureNAPI(t *testing.T, nc *napi.Client, server busypoll.Link, want napi.Settings) uint32 {
+// configureNAPI finds the server's NAPIs (exactly one, except on nic), sets
+// want on each (restoring the old settings at cleanup; on nic the port's
+// loan also records them, for an emergency), reads the settings back and
+// returns the NAPI ids.
+func configureNAPI(t *testing.T, nc *napi.Client, p *pair, want napi.Settings) []uint32 {
 	t.Helper()
+	server := p.server
 	napis, err := nc.NAPIs(uint32(server.Index))
 	require.NoError(t, err, "list the NAPIs of %s", server.Name)
-	require.Len(t, napis, 1, "%s has one rx queue, so it must have exactly one NAPI: %+v", server.Name, napis)
-	id := napis[0].ID
-
-	old, err := nc.Snapshot(id)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		// The NAPI may be gone with its device already; that is no leak.
-		if err := nc.Restore(id, old); err != nil && !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("restore NAPI %d to %v: %v", id, old, err)
-		}
-	})
-	require.NoError(t, nc.SetNAPI(id, want), "napi-set %d %v", id, want)
-
-	got, err := nc.NAPI(id)
-	require.NoError(t, err)
-	assert.Equal(t, want.String(), got.Settings().Only(want.Attrs()).String(), "NAPI %d settings read back", id)
-	return id
+	if p.manyNAPIs {
+		require.NotEmpty(t, napis, "%s has no NAPI (a driver without NAPI, or veth with GRO off)", server.Name)
+	} else {
+		require.Len(t, napis, 1, "%s has one rx queue, so it must have exactly one NAPI: %+v", server.Name, napis)
+	}
+	var ids []uint32
+	for _, n := range napis {
+		ids = append(ids, n.ID)
+	}
+	if p.loan != nil {
+		require.NoError(t, p.loan.KeepNAPIs(nc, ids))
+	}
+	for _, id := range ids {
+		old, err := nc.Snapshot(id)
+		require.NoError(t, err)
+		t.Cleanup(func() {
+			// The NAPI may be gone with its device already; that is no leak.
+			if err := nc.Restore(id, old); err != nil && !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("restore NAPI %d to %v: %v", id, old, err)
+			}
+		})
+		require.NoError(t, nc.SetNAPI(id, want), "napi-set %d %v", id, want)
+		got, err := nc.NAPI(id)
+		require.NoError(t, err)
+		assert.Equal(t, want.String(), got.Settings().Only(want.Attrs()).String(), "NAPI %d settings read back", id)
+	}
+	if len(ids) > 1 {
+		t.Logf("%s: %d NAPIs %v, all configured", server.Name, len(ids), ids)
+	}
+	return ids
 }
 
 // threadOf returns the pid of the NAPI's kernel thread for a threaded
@@ -762,6 +970,7 @@ type result struct {
 	rxPackets         uint64        // received by the server device
 	threadCPU         time.Duration // CPU time of the NAPI thread in the transfer
 	threadIdleShare   float64       // its CPU time over wall time with no traffic
+	irqs              uint64        // interrupts of the receiving NAPI's line (nic)
 }
 
 func transfer(t *testing.T, cfg config, p pair, params busypoll.Params, seed uint64, threadPID int) result {
@@ -793,6 +1002,7 @@ func transfer(t *testing.T, cfg config, p pair, params busypoll.Params, seed uin
 	rxBefore, err := p.server.RxPackets()
 	require.NoError(t, err)
 	cpuBefore := threadCPUTime(t, threadPID)
+	irqsBefore := countIRQs(t, p.irq)
 
 	recvSum := sha256.New()
 	type received struct {
@@ -819,6 +1029,8 @@ func transfer(t *testing.T, cfg config, p pair, params busypoll.Params, seed uin
 	require.NoError(t, sendErr, "send %d bytes from %s to %v", cfg.size, p.client.NS, rcv.Addr())
 	require.NoError(t, r.err, "receive in %s", p.server.NS)
 
+	irqsAfter := countIRQs(t, p.irq)
+	res.irqs = irqsAfter[r.stats.NAPIID] - irqsBefore[r.stats.NAPIID]
 	res.threadCPU = threadCPUTime(t, threadPID) - cpuBefore
 	if threadPID != 0 {
 		// With no traffic at all, a busy-polling NAPI thread keeps
@@ -837,7 +1049,19 @@ func transfer(t *testing.T, cfg config, p pair, params busypoll.Params, seed uin
 }
 
 // checkTransfer logs one transfer and applies checks 1 to 3 to it.
-func checkTransfer(t *testing.T, cfg config, label string, sc scenario, id uint32, params busypoll.Params, res result) {
+// countIRQs reads the interrupt count of each line, by NAPI id.
+func countIRQs(t *testing.T, lines map[uint32]irqs.Line) map[uint32]uint64 {
+	t.Helper()
+	counts := make(map[uint32]uint64, len(lines))
+	for id, l := range lines {
+		n, err := l.Count()
+		require.NoError(t, err)
+		counts[id] = n
+	}
+	return counts
+}
+
+func checkTransfer(t *testing.T, cfg config, label string, sc scenario, ids []uint32, params busypoll.Params, res result) {
 	t.Helper()
 	c := res.counters
 	share := 0.0
@@ -849,8 +1073,11 @@ func checkTransfer(t *testing.T, cfg config, label string, sc scenario, id uint3
 		thread = fmt.Sprintf(", napi thread CPU %v, %.0f%% of a CPU with no traffic",
 			res.threadCPU.Round(time.Microsecond), 100*res.threadIdleShare)
 	}
+	if len(ids) > 1 || res.irqs > 0 {
+		thread += fmt.Sprintf(", %d IRQs (%.4f per rx packet)", res.irqs, float64(res.irqs)/float64(max(res.rxPackets, 1)))
+	}
 	t.Logf("%s: napi %d, epoll %v, %d bytes in %v, %.1f MiB/s, busy-polled %d of %d rx packets (%.0f%%), %d TCP segments after GRO, %d epoll_wait%s",
-		label, id, params, res.recvd, res.stats.Elapsed.Round(time.Microsecond), res.stats.MiBPerSec(),
+		label, res.stats.NAPIID, params, res.recvd, res.stats.Elapsed.Round(time.Microsecond), res.stats.MiBPerSec(),
 		c.BusyPollRxPackets, res.rxPackets, share, c.InSegs, res.stats.EpollWaits, thread)
 
 	// 1. Every byte arrived, unchanged.
@@ -864,7 +1091,7 @@ func checkTransfer(t *testing.T, cfg config, label string, sc scenario, id uint3
 	}
 
 	// 3. The data came through the NAPI that was configured.
-	assert.NoError(t, verdict.NAPI(res.stats.NAPIID, id), "%s: check 3, the NAPI", label)
+	assert.NoError(t, verdict.NAPI(res.stats.NAPIID, ids...), "%s: check 3, the NAPI", label)
 }
 
 func readCounters(t *testing.T, ns *busypoll.NetNS) busypoll.Counters {
@@ -919,57 +1146,15 @@ func seedBytes(seed uint64) [32]byte {
 func sum(h hash.Hash) string { return hex.EncodeToString(h.Sum(nil)) }
 
 // Emergency cleanup: netdevsim devices outlive the process that made them
-// (namespaces do not: they are held by descriptors), so they are also
-// deleted on SIGINT and SIGTERM, and just before the test binary's own
-// -test.timeout panics, which skips t.Cleanup.
-var emergency = struct {
-	sync.Mutex
-	next  int
-	funcs map[int]func()
-}{funcs: map[int]func(){}}
-
-// onEmergency registers f and returns a function that unregisters it.
-func onEmergency(f func()) (forget func()) {
-	emergency.Lock()
-	defer emergency.Unlock()
-	k := emergency.next
-	emergency.next++
-	emergency.funcs[k] = f
-	return func() {
-		emergency.Lock()
-		defer emergency.Unlock()
-		delete(emergency.funcs, k)
-	}
-}
-
-func runEmergency(why string) {
-	emergency.Lock()
-	defer emergency.Unlock()
-	if len(emergency.funcs) > 0 {
-		fmt.Fprintf(os.Stderr, "busypolltest: %s: deleting %d netdevsim device(s)\n", why, len(emergency.funcs))
-	}
-	for k, f := range emergency.funcs {
-		f()
-		delete(emergency.funcs, k)
-	}
-}
-
+// (namespaces do not: they are held by descriptors), so the netdevsim
+// package deletes every device of this process, from before its new_device
+// write until its deletion, on SIGINT and SIGTERM, and just before the test
+// binary's own -test.timeout panics (which skips t.Cleanup); after that it
+// makes no new ones. What a SIGKILL leaves, the next run reaps from the
+// ownership records (setupNetdevsim).
 func TestMain(m *testing.M) {
 	flag.Parse()
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	go func() {
-		s := <-sigs
-		runEmergency("got " + s.String())
-		signal.Reset()
-		fmt.Fprintf(os.Stderr, "busypolltest: interrupted by %v\n", s)
-		os.Exit(2)
-	}()
-	if d := testTimeout(); d > 0 {
-		margin := min(d/10, 5*time.Second)
-		watchdog := time.AfterFunc(d-margin, func() { runEmergency("-test.timeout is about to expire") })
-		defer watchdog.Stop()
-	}
+	netdevsim.InstallEmergencyCleanup(testTimeout()) // until the process ends
 	code := m.Run()
 	if recorder.f != nil {
 		if err := recorder.f.Close(); err != nil {
@@ -1062,8 +1247,51 @@ func holdIfAsked(ids ...int) {
 // TestBusyPollLeavesNothing runs TestBusyPoll's netdevsim setup in a child
 // process, stops it there with SIGINT, SIGTERM or an expiring -test.timeout
 // (none of which runs t.Cleanup), and checks that the child's netdevsim
-// devices are gone all the same.
+// devices and its ownership record are gone all the same.
 func TestBusyPollLeavesNothing(t *testing.T) {
+	requireNetdevsimParent(t)
+	tests := []struct {
+		name    string
+		args    []string
+		signal  os.Signal // nil: wait for -test.timeout
+		wantErr string
+	}{
+		{"SIGINT", nil, syscall.SIGINT, "interrupted by interrupt"},
+		{"SIGTERM", nil, syscall.SIGTERM, "interrupted by terminated"},
+		// The watchdog fires a tenth before: 4.5 s, time enough for the
+		// setup under emulation.
+		{"test timeout", []string{"-test.timeout=5s"}, nil, "-test.timeout is about to expire"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := startChild(t, true, append([]string{"-test.run=^TestBusyPoll$/^netdevsim$/^plain$"}, tt.args...)...)
+			ids := c.holding(t)
+			if tt.signal != nil {
+				require.NoError(t, c.cmd.Process.Signal(tt.signal))
+			}
+			err := c.wait()
+			assert.Error(t, err, "the child must not pass")
+			assert.Contains(t, c.stderr.String(), tt.wantErr)
+			for _, id := range ids {
+				_, err := os.Stat(netdevsim.Default().DevicePath(id))
+				assert.ErrorIs(t, err, os.ErrNotExist, "netdevsim%d of the stopped child is still on the bus", id)
+			}
+			assert.Empty(t, recordsOf(t, c.cmd.Process.Pid), "the stopped child's ownership record is left")
+		})
+	}
+}
+
+// noRecordEnv turns netdevsim's ownership record off in setupNetdevsim, to
+// show that TestBusyPollKilledRunIsReaped fails without it.
+const noRecordEnv = "BUSYPOLLTEST_NETDEVSIM_NO_RECORD"
+
+// childTimeout is the -test.timeout of child runs.
+const childTimeout = 5 * time.Minute
+
+// requireNetdevsimParent skips unless a test that runs TestBusyPoll's
+// netdevsim setup in child processes can run here, and in those children.
+func requireNetdevsimParent(t *testing.T) {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("skipped with -short: creates netdevsim devices")
 	}
@@ -1076,60 +1304,211 @@ func TestBusyPollLeavesNothing(t *testing.T) {
 	if err := netdevsim.Available(); err != nil {
 		t.Skipf("%v", err)
 	}
-	tests := []struct {
-		name    string
-		args    []string
-		signal  os.Signal // nil: wait for -test.timeout
-		wantErr string
-	}{
-		{"SIGINT", nil, syscall.SIGINT, "interrupted by interrupt"},
-		{"SIGTERM", nil, syscall.SIGTERM, "interrupted by terminated"},
-		{"test timeout", []string{"-test.timeout=3s"}, nil, "-test.timeout is about to expire"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			args := append([]string{"-test.run=^TestBusyPoll$/^netdevsim$/^plain$", "-test.v"}, tt.args...)
-			cmd := exec.Command(os.Args[0], args...)
-			cmd.Env = append(os.Environ(), holdEnv+"=1")
-			out, err := cmd.StdoutPipe()
-			require.NoError(t, err)
-			var stderr strings.Builder
-			cmd.Stderr = &stderr
-			require.NoError(t, cmd.Start())
-			t.Cleanup(func() { _ = cmd.Process.Kill() })
+}
 
-			var ids []int
-			sc := bufio.NewScanner(out)
-			for sc.Scan() {
-				if rest, ok := strings.CutPrefix(sc.Text(), "HOLDING "); ok {
-					for _, f := range strings.Fields(strings.Trim(rest, "[]")) {
-						id, err := strconv.Atoi(f)
-						require.NoError(t, err)
-						ids = append(ids, id)
-					}
-					break
-				}
-			}
-			require.Len(t, ids, 2, "the child did not reach the hold point; stderr: %s", stderr.String())
-			t.Cleanup(func() {
-				for _, id := range ids { // only if the check below failed
-					assert.NoError(t, netdevsim.Default().DeleteDevice(id))
-				}
-			})
-			for _, id := range ids {
-				require.DirExists(t, netdevsim.Default().DevicePath(id)+"/", "the child's device exists while it holds")
-			}
-			if tt.signal != nil {
-				require.NoError(t, cmd.Process.Signal(tt.signal))
-			}
-			go func() { _, _ = io.Copy(io.Discard, out) }()
-			err = cmd.Wait()
-			assert.Error(t, err, "the child must not pass")
-			assert.Contains(t, stderr.String(), tt.wantErr)
-			for _, id := range ids {
-				_, err := os.Stat(netdevsim.Default().DevicePath(id))
-				assert.ErrorIs(t, err, os.ErrNotExist, "netdevsim%d of the stopped child is still on the bus", id)
-			}
-		})
+// lockedBuffer is an io.Writer that os/exec's copying goroutine may write
+// while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// child is a run of this test binary in a child process.
+type child struct {
+	cmd            *exec.Cmd
+	stdout, stderr lockedBuffer
+	ids            chan []int    // the ids of its HOLDING line
+	outDone        chan struct{} // its stdout reached EOF
+	waited         bool
+}
+
+// startChild starts this test binary with args (and -test.v, and
+// -test.timeout unless args set one); with hold, it stops after the
+// netdevsim setup and prints the device ids (holdIfAsked). The child is
+// killed and waited for at cleanup, and its devices are deleted there by
+// id if the test has not seen them gone (the parent's own safety net).
+func startChild(t *testing.T, hold bool, args ...string) *child {
+	t.Helper()
+	all := []string{"-test.v", "-test.count=1"}
+	if !strings.Contains(strings.Join(args, " "), "-test.timeout") {
+		all = append(all, "-test.timeout="+childTimeout.String())
 	}
+	c := &child{cmd: exec.Command(os.Args[0], append(all, args...)...),
+		ids: make(chan []int, 1), outDone: make(chan struct{})}
+	c.cmd.Env = os.Environ()
+	if hold {
+		c.cmd.Env = append(c.cmd.Env, holdEnv+"=1")
+	}
+	c.cmd.Stderr = &c.stderr
+	out, err := c.cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, c.cmd.Start())
+	// Read stdout to its end before Wait, as os/exec requires of a pipe.
+	go func() {
+		defer close(c.outDone)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			line := sc.Text()
+			fmt.Fprintln(&c.stdout, line)
+			if rest, ok := strings.CutPrefix(line, "HOLDING "); ok {
+				var ids []int
+				for _, f := range strings.Fields(strings.Trim(rest, "[]")) {
+					id, err := strconv.Atoi(f)
+					if err != nil {
+						break
+					}
+					ids = append(ids, id)
+				}
+				c.ids <- ids
+			}
+		}
+		_, _ = io.Copy(io.Discard, out)
+	}()
+	t.Cleanup(func() {
+		if !c.waited {
+			_ = c.cmd.Process.Kill()
+			_ = c.wait()
+		}
+	})
+	return c
+}
+
+// holding waits until the child holds its devices, checks they exist, and
+// returns their ids. At cleanup, any of them still on the bus is deleted.
+func (c *child) holding(t *testing.T) []int {
+	t.Helper()
+	var ids []int
+	select {
+	case ids = <-c.ids:
+	case <-c.outDone:
+	case <-time.After(childTimeout):
+	}
+	require.Len(t, ids, 2, "the child did not reach the hold point; stdout:\n%s\nstderr:\n%s", c.stdout.String(), c.stderr.String())
+	t.Cleanup(func() {
+		for _, id := range ids { // only if a check failed
+			if _, err := os.Stat(netdevsim.Default().DevicePath(id)); err == nil {
+				t.Logf("deleting netdevsim%d, left by the child", id)
+				assert.NoError(t, netdevsim.Default().DeleteDevice(id))
+			}
+		}
+	})
+	for _, id := range ids {
+		require.DirExists(t, netdevsim.Default().DevicePath(id)+"/", "the child's device exists while it holds")
+	}
+	return ids
+}
+
+// wait reads the child's stdout to its end, then waits for it.
+func (c *child) wait() error {
+	<-c.outDone
+	c.waited = true
+	return c.cmd.Wait()
+}
+
+// recordsOf returns the ownership record files of process pid.
+func recordsOf(t *testing.T, pid int) []string {
+	t.Helper()
+	dir := netdevsim.Default().RecordDir()
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	require.NoError(t, err)
+	var files []string
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), fmt.Sprintf("%d-", pid)) && strings.HasSuffix(e.Name(), ".json") {
+			files = append(files, dir+"/"+e.Name())
+		}
+	}
+	return files
+}
+
+// busDevices returns the ids of the devices on the netdevsim bus.
+func busDevices(t *testing.T) map[int]bool {
+	t.Helper()
+	ents, err := os.ReadDir(netdevsim.DefaultRoot + "/devices")
+	require.NoError(t, err)
+	ids := map[int]bool{}
+	for _, e := range ents {
+		if id, err := strconv.Atoi(strings.TrimPrefix(e.Name(), "netdevsim")); err == nil {
+			ids[id] = true
+		}
+	}
+	return ids
+}
+
+// TestBusyPollConcurrentNetdevsim runs TestBusyPoll/netdevsim twice at the
+// same time in one kernel, in two child processes, and requires both to
+// pass and to leave no device behind: random device ids, anonymous
+// namespaces and per-process ownership records keep them apart.
+func TestBusyPollConcurrentNetdevsim(t *testing.T) {
+	requireNetdevsimParent(t)
+	before := busDevices(t)
+	var kids [2]*child
+	for i := range kids {
+		kids[i] = startChild(t, false, "-test.run=^TestBusyPoll$/^netdevsim$", "-busypoll.backend=netdevsim")
+	}
+	for i, c := range kids {
+		err := c.wait()
+		out := c.stdout.String()
+		assert.NoError(t, err, "run %d failed; stdout:\n%s\nstderr:\n%s", i+1, out, c.stderr.String())
+		assert.Contains(t, out, "--- PASS: TestBusyPoll/netdevsim ", "run %d", i+1)
+		assert.NotContains(t, out, "--- SKIP:", "run %d", i+1)
+		for _, sc := range scenarios {
+			if !strings.Contains(out, "--- PASS: TestBusyPoll/netdevsim/"+sc.name+" ") {
+				t.Errorf("run %d: TestBusyPoll/netdevsim/%s did not pass", i+1, sc.name)
+			}
+		}
+		assert.Empty(t, recordsOf(t, c.cmd.Process.Pid), "run %d left its ownership record", i+1)
+	}
+	for id := range busDevices(t) {
+		assert.True(t, before[id], "netdevsim%d was left on the bus by the concurrent runs", id)
+	}
+}
+
+// TestBusyPollKilledRunIsReaped kills a child run with SIGKILL while it holds
+// its two netdevsim devices (nothing at all runs in the child then: the
+// devices stay), and checks that the next run, a second child running
+// TestBusyPoll/netdevsim/plain, deletes them from the ownership record the
+// first left, says so in its log, and passes. With BUSYPOLLTEST_NETDEVSIM_NO_RECORD=1
+// (no record is written) it fails: the devices stay.
+func TestBusyPollKilledRunIsReaped(t *testing.T) {
+	requireNetdevsimParent(t)
+	first := startChild(t, true, "-test.run=^TestBusyPoll$/^netdevsim$/^plain$")
+	ids := first.holding(t)
+	pid := first.cmd.Process.Pid
+	require.NoError(t, first.cmd.Process.Signal(syscall.SIGKILL))
+	err := first.wait()
+	var ee *exec.ExitError
+	require.ErrorAs(t, err, &ee)
+	require.Equal(t, syscall.SIGKILL, ee.Sys().(syscall.WaitStatus).Signal(), "the first run died of SIGKILL")
+	for _, id := range ids {
+		require.DirExists(t, netdevsim.Default().DevicePath(id)+"/", "SIGKILL runs no cleanup: netdevsim%d is still there", id)
+	}
+	t.Logf("run 1 (pid %d) killed holding netdevsim%d and netdevsim%d; its records: %v", pid, ids[0], ids[1], recordsOf(t, pid))
+
+	second := startChild(t, false, "-test.run=^TestBusyPoll$/^netdevsim$/^plain$", "-busypoll.backend=netdevsim")
+	err = second.wait()
+	out := second.stdout.String()
+	require.NoError(t, err, "the next run failed; stdout:\n%s\nstderr:\n%s", out, second.stderr.String())
+	assert.Contains(t, out, "--- PASS: TestBusyPoll/netdevsim/plain ")
+	for _, id := range ids {
+		_, err := os.Stat(netdevsim.Default().DevicePath(id))
+		assert.ErrorIs(t, err, os.ErrNotExist, "netdevsim%d of the killed run is still on the bus: the next run did not reap it", id)
+	}
+	assert.Contains(t, out, fmt.Sprintf("owner pid %d ", pid), "the next run's log says what it reaped")
+	assert.Contains(t, out, fmt.Sprintf("deleted its devices [%d %d]", min(ids[0], ids[1]), max(ids[0], ids[1])))
+	assert.Empty(t, recordsOf(t, pid), "the killed run's record is removed")
 }

@@ -22,8 +22,8 @@ var offloadCmds = map[Offload]struct {
 	name     string
 	get, set uint32
 }{
-	GRO: {"generic-receive-offload", 0x2b, 0x2c},
-	TSO: {"tcp-segmentation-offload", 0x1e, 0x1f},
+	GRO: {"generic-receive-offload", unix.ETHTOOL_GGRO, unix.ETHTOOL_SGRO},
+	TSO: {"tcp-segmentation-offload", unix.ETHTOOL_GTSO, unix.ETHTOOL_STSO},
 }
 
 // String returns ethtool's name of the offload.
@@ -75,6 +75,25 @@ func SetOffload(ifname string, o Offload, on bool) error {
 		return fmt.Errorf("busypoll: %s of %s is still %v after setting it to %v (fixed by the driver?)", c.name, ifname, got != 0, on)
 	}
 	return nil
+}
+
+// GetOffload reads an offload of the interface ifname in the calling
+// thread's network namespace (call it inside NetNS.Do).
+func GetOffload(ifname string, o Offload) (bool, error) {
+	c, ok := offloadCmds[o]
+	if !ok {
+		return false, fmt.Errorf("busypoll: unknown offload %d", uint32(o))
+	}
+	fd, err := ethtoolSocket()
+	if err != nil {
+		return false, fmt.Errorf("busypoll: read %s of %s: %w", c.name, ifname, err)
+	}
+	defer unix.Close(fd)
+	var got uint32
+	if err := ethtoolValueIoctl(fd, ifname, c.get, &got); err != nil {
+		return false, fmt.Errorf("busypoll: read %s of %s: %w", c.name, ifname, err)
+	}
+	return got != 0, nil
 }
 
 // ethtoolSocket opens a socket for ethtool ioctls in the calling thread's

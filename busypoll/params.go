@@ -23,11 +23,12 @@ const (
 	UnprivilegedMaxBudget = 64
 )
 
-// The epoll ioctls (include/uapi/linux/eventpoll.h): _IOW(0x8A, 1, 8) and
-// _IOR(0x8A, 2, 8). x/sys/unix does not export them.
+// The epoll ioctls (include/uapi/linux/eventpoll.h), as x/sys/unix encodes
+// them for the architecture (mips, ppc and sparc differ from the generic
+// _IOW(0x8A, 1, 8) / _IOR(0x8A, 2, 8)).
 const (
-	ioctlEPIOCSPARAMS = 0x40088a01
-	ioctlEPIOCGPARAMS = 0x80088a02
+	ioctlEPIOCSPARAMS = unix.EPIOCSPARAMS
+	ioctlEPIOCGPARAMS = unix.EPIOCGPARAMS
 )
 
 // epollParams is struct epoll_params, exactly as the kernel lays it out.

@@ -160,6 +160,16 @@ func NewLink(ns *NetNS, ifindex int, addr netip.Prefix) (Link, error) {
 	return l, nil
 }
 
+// IndexOf returns the ifindex of the device name in the calling thread's
+// namespace (call it inside NetNS.Do).
+func IndexOf(name string) (int, error) {
+	link, err := netlink.LinkByName(name)
+	if err != nil {
+		return 0, fmt.Errorf("busypoll: find %s: %w", name, err)
+	}
+	return link.Attrs().Index, nil
+}
+
 // indexOf returns the ifindex of name in the calling thread's namespace.
 func indexOf(ns *NetNS, name string) (int, error) {
 	link, err := netlink.LinkByName(name)

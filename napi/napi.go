@@ -142,8 +142,9 @@ type NAPI struct {
 
 	// IRQ is the interrupt vector (AttrIRQ).
 	IRQ uint32
-	// PID is the process id of the NAPI's kernel thread, as seen from the
-	// caller's pid namespace (AttrPID).
+	// PID is the id of the NAPI's kernel thread in the initial pid
+	// namespace (the kernel reports task_pid_nr, not the id the caller's
+	// pid namespace would show) (AttrPID).
 	PID uint32
 	// DeferHardIRQs is the number of consecutive empty polls before device
 	// interrupts are re-enabled (AttrDeferHardIRQs).

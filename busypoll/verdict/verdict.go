@@ -59,6 +59,9 @@ type Transfer struct {
 	BusyPolled uint64 `json:"busy_polled"`
 	// EpollWaits counts the receiver's epoll_wait calls.
 	EpollWaits int `json:"epoll_waits"`
+	// IRQs is the number of interrupts the receiving NAPI's interrupt line
+	// raised during the transfer (nic backend; 0 where unknown).
+	IRQs uint64 `json:"irqs,omitempty"`
 	// SocketBusyPoll is the accepted socket's SO_BUSY_POLL (µs), read back.
 	SocketBusyPoll int `json:"socket_busy_poll,omitempty"`
 	// Elapsed is the receiving time.

@@ -1206,7 +1206,11 @@ func TestBusyPollFlags(t *testing.T) {
 		{"suspend", func(r *rawFlags) { r.suspend = -time.Second }, "-busypoll.suspend-timeout=-1s out of range"},
 		{"timeout", func(r *rawFlags) { r.timeout = 0 }, "-busypoll.timeout=0s out of range: must be positive"},
 		{"compare pairs", func(r *rawFlags) { r.comparePairs = 21 }, "-busypoll.compare-pairs=21 out of range: must be 1 to 20"},
-		{"backend", func(r *rawFlags) { r.backend = "loopback" }, `-busypoll.backend="loopback": must be auto, netdevsim or veth`},
+		{"nic one port", func(r *rawFlags) { r.nic = "eth2" }, `-busypoll.nic="eth2": want two port names, SERVER,CLIENT`},
+		{"nic same port", func(r *rawFlags) { r.nic = "eth2,eth2" }, "the server and client ports must differ"},
+		{"nic long name", func(r *rawFlags) { r.nic = "eth2,averyveryverylongname" }, `"averyveryverylongname" is not a valid interface name (at most 15 characters`},
+		{"nic backend without ports", func(r *rawFlags) { r.backend = "nic" }, "-busypoll.backend=nic needs -busypoll.nic=SERVER,CLIENT"},
+		{"backend", func(r *rawFlags) { r.backend = "loopback" }, `-busypoll.backend="loopback": must be auto, netdevsim, veth or nic`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -1230,6 +1234,14 @@ func TestBusyPollFlags(t *testing.T) {
 	cfg, err = r.validate()
 	require.NoError(t, err)
 	assert.True(t, cfg.strict)
+
+	r = good
+	r.nic = "eth2,eth3"
+	cfg, err = r.validate()
+	require.NoError(t, err)
+	assert.Equal(t, []string{backendNetdev, backendVeth, backendNIC}, cfg.backends, "naming ports adds the nic backend")
+	assert.Equal(t, "eth2", cfg.serverPort)
+	assert.Equal(t, "eth3", cfg.clientPort)
 }
 
 // holdEnv makes a child run of this binary (TestBusyPollLeavesNothing) print

@@ -17,9 +17,14 @@
 //	link_device   "FD:IFINDEX FD:IFINDEX" (fds of the writing process) EINVAL bad fd/ifindex/not netdevsim/self, EBUSY already linked
 //	unlink_device "FD:IFINDEX"           EINVAL as above, and also when the port is not linked
 //
-// Devices outlive the process that created them: a killed test leaves its
-// devices on the bus (the kernel offers no way to tie them to a process).
-// Random ids keep concurrent and later runs from colliding with them.
+// Devices outlive the process that created them (the kernel offers no way
+// to tie them to a process). So NewDevice writes each device into an
+// ownership record on disk before creating it (see ReapOrphans, which
+// deletes the devices of owners that are gone: a process killed with
+// SIGKILL), and keeps a registry of the process's devices, which DeleteAll
+// and InstallEmergencyCleanup use when a signal or a test timeout would
+// skip the normal cleanup. Random ids keep concurrent and later runs from
+// colliding.
 package netdevsim
 
 import (
@@ -78,6 +83,10 @@ type Bus struct {
 	load     func() error
 	proc     string // procfs mount point
 	modDir   string // /lib/modules/RELEASE; empty: from uname
+	self     func() (owner, error)
+	procStat func(pid int) (procStat, error)
+
+	records string // ownership record folder; "" for none
 
 	loadOnce sync.Once
 	loadErr  error
@@ -86,7 +95,7 @@ type Bus struct {
 // NewBus returns a Bus whose files live under root (DefaultRoot on a real
 // system; tests point it at a fake directory).
 func NewBus(root string) *Bus {
-	return &Bus{
+	b := &Bus{
 		root: root,
 		sysWrite: func(ns Namespace, path, data string) (string, error) {
 			return writeInNS(ns, path, data, writeFile)
@@ -96,8 +105,23 @@ func NewBus(root string) *Bus {
 		euid:    os.Geteuid,
 		load:    autoload,
 		proc:    "/proc",
+		self:    selfOwner,
+		records: DefaultRecordDir,
 	}
+	b.procStat = func(pid int) (procStat, error) { return readProcStat(b.proc, pid) }
+	return b
 }
+
+// SetRecordDir sets the folder of b's ownership records (DefaultRecordDir
+// unless set; see NewDevice and ReapOrphans). Tests point it at a
+// temporary folder. The empty string turns the records off, so that a
+// device of a process killed with SIGKILL is left on the bus for good: that
+// is only for showing what the records are for. Set it before b creates
+// devices.
+func (b *Bus) SetRecordDir(dir string) { b.records = dir }
+
+// RecordDir returns the folder of b's ownership records, "" if off.
+func (b *Bus) RecordDir() string { return b.records }
 
 // Root returns the bus directory.
 func (b *Bus) Root() string { return b.root }

@@ -75,6 +75,13 @@ func (d *Device) Endpoint(i int) Endpoint {
 // says an id is taken, and waits until all netdevs are visible through
 // rtnetlink in ns, at most until ctx's deadline (DefaultWait if it has
 // none). If it fails after the kernel created the device, it deletes it.
+//
+// Before each new_device write, the id is added to this process's
+// ownership record in the Bus's record folder (SetRecordDir), fsync'd, so
+// that a later ReapOrphans deletes the device if this process dies without
+// deleting it; Delete takes it out again. From before that write until
+// Delete, the device is also in the process's registry (Live, DeleteAll).
+// After DeleteAll, NewDevice fails with ErrClosed.
 func (b *Bus) NewDevice(ctx context.Context, ns Namespace, ports, queues int) (*Device, error) {
 	if ports < 1 || ports > MaxPorts {
 		return nil, fmt.Errorf("netdevsim: port count %d out of range: must be 1..%d", ports, MaxPorts)
@@ -93,8 +100,8 @@ func (b *Bus) NewDevice(ctx context.Context, ns Namespace, ports, queues int) (*
 
 	var errs []error
 	for range IDAttempts {
-		id := b.randID()
-		err := b.write(ns, fileNew, fmt.Sprintf("%d %d %d", id, ports, queues))
+		d := &Device{ID: b.randID(), NS: ns, bus: b}
+		err := b.create(d, ports, queues)
 		if errors.Is(err, unix.ENOSPC) {
 			errs = append(errs, err)
 			continue
@@ -102,7 +109,6 @@ func (b *Bus) NewDevice(ctx context.Context, ns Namespace, ports, queues int) (*
 		if err != nil {
 			return nil, err
 		}
-		d := &Device{ID: id, NS: ns, bus: b}
 		if err := d.wait(ctx, ports, queues); err != nil {
 			if derr := d.Delete(); derr != nil {
 				err = errors.Join(err, fmt.Errorf("netdevsim: and deleting the half-made device failed, it is left on the bus: %w", derr))
@@ -114,11 +120,65 @@ func (b *Bus) NewDevice(ctx context.Context, ns Namespace, ports, queues int) (*
 	return nil, fmt.Errorf("netdevsim: no free device id after %d random tries: %w", IDAttempts, errors.Join(errs...))
 }
 
+// create records d, writes new_device for it and, if that did not create
+// it, takes it out of the record again. From before the record until after
+// the deletion, d is in the registry that DeleteAll empties; d.mu is held
+// throughout create, so that DeleteAll waits for the write's outcome.
+func (b *Bus) create(d *Device, ports, queues int) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := register(d); err != nil {
+		d.deleted = true
+		return err
+	}
+	created := false
+	defer func() {
+		if !created {
+			d.deleted = true
+			unregister(d)
+		}
+	}()
+	l, err := b.ledger()
+	if err != nil {
+		return err
+	}
+	if l != nil {
+		unlock, err := lockRecords(l.dir, unix.LOCK_SH, true)
+		if err != nil {
+			return err
+		}
+		defer unlock()
+		if err := l.add(b.root, d.ID); err != nil {
+			return fmt.Errorf("netdevsim: record device %d before creating it: %w", d.ID, err)
+		}
+	}
+	err = b.write(d.NS, fileNew, fmt.Sprintf("%d %d %d", d.ID, ports, queues))
+	if err == nil {
+		created = true
+		return nil
+	}
+	// The kernel made no device (ENOSPC: the id is someone else's, which
+	// must not stay in this record).
+	if l != nil {
+		if rerr := l.remove(b.root, d.ID); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("netdevsim: and taking id %d out of the record failed: %w", d.ID, rerr))
+		}
+	}
+	return err
+}
+
 // wait polls rtnetlink in the device's namespace until all its netdevs are
 // there, then fills in d.Ports.
 func (d *Device) wait(ctx context.Context, ports, queues int) error {
 	delay := time.Millisecond
 	for {
+		d.mu.Lock()
+		deleted := d.deleted
+		d.mu.Unlock()
+		if deleted {
+			// DeleteAll took it while it was coming up.
+			return fmt.Errorf("netdevsim: device %d was deleted while its netdevs were awaited: %w", d.ID, ErrClosed)
+		}
 		devs, err := d.bus.netdevs(d.NS, d.ID)
 		if err != nil {
 			return fmt.Errorf("netdevsim: find the netdevs of device %d: %w", d.ID, err)
@@ -166,19 +226,33 @@ func (d *Device) Delete() error {
 		return err
 	}
 	d.deleted = true
+	unregister(d)
+	l, err := d.bus.ledger()
+	if err == nil && l != nil {
+		err = l.remove(d.bus.root, d.ID)
+	}
+	if err != nil {
+		return fmt.Errorf("netdevsim: device %d is deleted, but its ownership record is not updated: %w", d.ID, err)
+	}
 	return nil
 }
 
 // DeleteDevice removes the device id from the bus, whoever created it (for
 // example one left behind by a killed process). An id the kernel does not
-// know (ENOENT) counts as deleted.
+// know (ENOENT) counts as deleted. It does not touch the ownership records.
 func (b *Bus) DeleteDevice(id int) error {
-	err := b.write(nil, fileDel, strconv.Itoa(id))
+	_, err := b.deleteDevice(id)
+	return err
+}
+
+// deleteDevice is DeleteDevice, reporting whether the kernel knew the id.
+func (b *Bus) deleteDevice(id int) (existed bool, err error) {
+	err = b.write(nil, fileDel, strconv.Itoa(id))
 	var e *Error
 	if errors.As(err, &e) && e.Op == "write" && errors.Is(err, unix.ENOENT) {
-		return nil
+		return false, nil
 	}
-	return err
+	return err == nil, err
 }
 
 // randomID picks an id in [MinRandomID, MaxID].

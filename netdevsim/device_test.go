@@ -266,6 +266,7 @@ func TestNewDeviceReportsCleanupFailure(t *testing.T) {
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
 	assert.ErrorIs(t, err, unix.EBUSY)
 	assert.ErrorContains(t, err, "it is left on the bus")
+	assert.Contains(t, Live(), 56, "still registered, for DeleteAll")
 }
 
 func TestNewDeviceCanceledContext(t *testing.T) {

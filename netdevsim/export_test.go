@@ -16,3 +16,18 @@ func (b *Bus) SetFileWriter(f func(path, data string) (op string, err error)) {
 		return writeInNS(ns, path, data, f)
 	}
 }
+
+// SetOwner makes b record its devices as those of process pid started at
+// tick start, instead of this process: with a pid that cannot run, they
+// are a dead owner's, as if this process had been killed.
+func (b *Bus) SetOwner(pid int, start uint64) {
+	b.self = func() (owner, error) { return owner{pid: pid, start: start}, nil }
+}
+
+// ResetClosed undoes DeleteAll's refusal of new devices, for tests that
+// call DeleteAll and go on.
+func ResetClosed() {
+	registry.Lock()
+	defer registry.Unlock()
+	registry.closed = ""
+}

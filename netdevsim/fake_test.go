@@ -84,11 +84,15 @@ func newFake(t *testing.T) *fakeKernel {
 		fail:  map[string][]error{},
 	}
 	b := NewBus(root)
+	b.records = filepath.Join(filepath.Dir(root), "records")
 	b.sysWrite = func(ns Namespace, path, data string) (string, error) {
 		return writeInNS(ns, path, data, k.writeFile)
 	}
 	b.netdevs = k.netdevs
 	k.bus = b
+	// Devices a test left on purpose (a failed delete) must not reach
+	// the registry of later tests.
+	t.Cleanup(func() { forgetAll(b) })
 	return k
 }
 

@@ -36,7 +36,19 @@ func requireNetdevsim(t *testing.T) *netdevsim.Bus {
 		}
 		t.Fatal(err)
 	}
-	return netdevsim.Default()
+	bus := netdevsim.Default()
+	reap(t, bus)
+	return bus
+}
+
+// reap deletes what killed runs left behind (ReapOrphans) and logs it.
+func reap(t *testing.T, bus *netdevsim.Bus) {
+	t.Helper()
+	orphans, err := bus.ReapOrphans()
+	for _, o := range orphans {
+		t.Log(o)
+	}
+	require.NoError(t, err, "reap the devices of killed runs")
 }
 
 // newNS creates a namespace closed at cleanup, with an rtnetlink handle
@@ -210,4 +222,41 @@ func TestNetdevsimKernelErrnos(t *testing.T) {
 			t.Log(err)
 		})
 	}
+}
+
+// TestNetdevsimKernelReapsOrphans creates a device as a process that cannot
+// be running (a pid above the kernel's PID_MAX_LIMIT), as if that process
+// had been killed with SIGKILL holding it, and checks that ReapOrphans
+// deletes it from the real bus, and nothing else.
+func TestNetdevsimKernelReapsOrphans(t *testing.T) {
+	bus := requireNetdevsim(t)
+	ns, _ := newNS(t, "nsim-orphan")
+	mine := newDevice(t, bus, ns, 1, 1)
+
+	killed := netdevsim.NewBus(netdevsim.DefaultRoot)
+	killed.SetOwner(1<<22+1, 12345)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	orphan, err := killed.NewDevice(ctx, ns, 1, 1)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = bus.DeleteDevice(orphan.ID) }) // only if the reaper failed
+	require.True(t, onBus(t, bus, orphan.ID))
+
+	// Made by hand: an id no record lists.
+	hand := netdevsim.MinRandomID - 1 - int(time.Now().UnixNano()%1000)
+	require.NoError(t, ns.Do(func() error { return bus.WriteBusFile("new_device", fmt.Sprintf("%d 1 1", hand)) }))
+	t.Cleanup(func() { assert.NoError(t, bus.DeleteDevice(hand)) })
+
+	orphans, err := bus.ReapOrphans()
+	require.NoError(t, err)
+	var deleted []int
+	for _, o := range orphans {
+		t.Log(o)
+		deleted = append(deleted, o.Deleted...)
+	}
+	assert.Equal(t, []int{orphan.ID}, deleted)
+	assert.False(t, onBus(t, bus, orphan.ID), "the dead owner's device is deleted")
+	assert.True(t, onBus(t, bus, mine.ID), "this process's own device is left alone")
+	assert.True(t, onBus(t, bus, hand), "a device made by hand is left alone")
+	assert.NoError(t, orphan.Delete(), "deleting it again is harmless")
 }

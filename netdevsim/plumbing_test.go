@@ -43,6 +43,7 @@ func TestNetdevsimNamespacePlumbing(t *testing.T) {
 		threads = map[string]string{}
 	)
 	bus := netdevsim.NewBus(root)
+	bus.SetRecordDir(t.TempDir())
 	bus.SetRandID(func() int { return 1234567 })
 	bus.SetFileWriter(func(path, data string) (string, error) {
 		l, err := os.Readlink("/proc/thread-self/ns/net")

@@ -1,0 +1,160 @@
+package netdevsim
+
+// The in-process half of "nothing left behind": every device of the process,
+// from before its new_device write until after its deletion, is in one
+// registry, which DeleteAll empties when the process is about to end in a
+// way that skips the normal cleanup (a signal, a test binary's
+// -test.timeout).
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// ErrClosed is returned by NewDevice after DeleteAll: the process is
+// deleting its devices because it is about to end, and makes no new ones
+// (they would be left behind).
+var ErrClosed = errors.New("netdevsim: no new devices: this process deleted all its devices because it is about to end")
+
+var registry = struct {
+	sync.Mutex
+	devs   map[*Device]struct{}
+	closed string // why DeleteAll ran; "" while devices may be made
+}{devs: map[*Device]struct{}{}}
+
+// register adds d, whose creation is about to start, or refuses after
+// DeleteAll.
+func register(d *Device) error {
+	registry.Lock()
+	defer registry.Unlock()
+	if registry.closed != "" {
+		return fmt.Errorf("%w (%s)", ErrClosed, registry.closed)
+	}
+	registry.devs[d] = struct{}{}
+	return nil
+}
+
+// unregister removes d once it is deleted or was never created.
+func unregister(d *Device) {
+	registry.Lock()
+	defer registry.Unlock()
+	delete(registry.devs, d)
+}
+
+// Live returns the ids of the devices this process has created, or is
+// creating, and not yet deleted, on any Bus, in ascending order.
+func Live() []int {
+	registry.Lock()
+	defer registry.Unlock()
+	var ids []int
+	for d := range registry.devs {
+		ids = append(ids, d.ID)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// DeleteAll deletes every device this process has created or is creating
+// (waiting for a new_device write under way to answer) and not deleted,
+// and from then on makes NewDevice fail with ErrClosed. It is for a
+// process about to end in a way that skips its normal cleanup; why is for
+// the errors of later NewDevice calls. It returns the ids it deleted.
+// Calling it again deletes what is left (devices whose deletion failed).
+func DeleteAll(why string) ([]int, error) {
+	registry.Lock()
+	if registry.closed == "" {
+		registry.closed = why
+	}
+	devs := make([]*Device, 0, len(registry.devs))
+	for d := range registry.devs {
+		devs = append(devs, d)
+	}
+	registry.Unlock()
+	slices.SortFunc(devs, func(a, b *Device) int { return a.ID - b.ID })
+	var (
+		ids  []int
+		errs []error
+	)
+	for _, d := range devs {
+		// Delete waits for a creation under way: NewDevice holds d.mu
+		// from before its record and new_device write until both are done.
+		wasCreated, err := d.deleteForEmergency()
+		if err != nil {
+			errs = append(errs, err)
+		} else if wasCreated {
+			ids = append(ids, d.ID)
+		}
+	}
+	return ids, errors.Join(errs...)
+}
+
+// deleteForEmergency is Delete, reporting whether there was a device to
+// delete (a creation that failed leaves none).
+func (d *Device) deleteForEmergency() (bool, error) {
+	d.mu.Lock()
+	already := d.deleted
+	d.mu.Unlock()
+	if already {
+		unregister(d)
+		return false, nil
+	}
+	return true, d.Delete()
+}
+
+// InstallEmergencyCleanup makes a test binary delete its devices when it
+// would otherwise leave them behind: on SIGINT and SIGTERM it deletes them
+// all (DeleteAll), writes what it did to stderr and exits with status 2;
+// and if timeout (the binary's -test.timeout) is positive, it deletes them
+// all shortly before it expires (a tenth of it, at most 5 s, before),
+// since the testing package's timeout panic runs no cleanup. After that,
+// NewDevice fails, so later devices are not left behind either. The
+// messages say "interrupted by SIGNAL" and "-test.timeout is about to
+// expire". stop undoes it.
+func InstallEmergencyCleanup(timeout time.Duration) (stop func()) {
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case s := <-sigs:
+			emergencyReport("got "+s.String(), DeleteAll)
+			signal.Reset(syscall.SIGINT, syscall.SIGTERM)
+			fmt.Fprintf(os.Stderr, "netdevsim: interrupted by %v\n", s)
+			os.Exit(2)
+		case <-done:
+		}
+	}()
+	var watchdog *time.Timer
+	if timeout > 0 {
+		margin := min(timeout/10, 5*time.Second)
+		watchdog = time.AfterFunc(timeout-margin, func() {
+			emergencyReport("-test.timeout is about to expire", DeleteAll)
+		})
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			signal.Stop(sigs)
+			close(done)
+			if watchdog != nil {
+				watchdog.Stop()
+			}
+		})
+	}
+}
+
+// emergencyReport runs deleteAll and says on stderr what it did.
+func emergencyReport(why string, deleteAll func(string) ([]int, error)) {
+	ids, err := deleteAll(why)
+	msg := fmt.Sprintf("netdevsim: %s: deleted %d netdevsim device(s) of this process %v; no new ones will be made", why, len(ids), ids)
+	if err != nil {
+		msg += fmt.Sprintf("; failed: %v", err)
+	}
+	fmt.Fprintln(os.Stderr, msg)
+}

@@ -18,6 +18,11 @@ const threadNetNSPath = "/proc/thread-self/ns/net"
 // ErrNetNSClosed is returned by NetNS methods called after Close.
 var ErrNetNSClosed = errors.New("busypoll: network namespace already closed")
 
+// ErrGoexit is returned by Do when f did not return but ended its goroutine
+// with runtime.Goexit, as t.FailNow (a failed require, t.Fatal, t.Skip)
+// does when called inside Do: f's work is unfinished.
+var ErrGoexit = errors.New("busypoll: the function run in the namespace called runtime.Goexit (t.FailNow, t.Fatal, t.Skip or a failed require inside Do?) instead of returning")
+
 var netnsSerial atomic.Uint64
 
 // NetNS is an anonymous network namespace held only by an open file
@@ -89,14 +94,17 @@ func (n *NetNS) FD() int {
 // fails the goroutine exits without unlocking the thread, so that the Go
 // runtime terminates the thread instead of reusing it: no other goroutine of
 // the process ever runs in a foreign namespace. A panic in f is re-raised in
-// the caller after the thread has been dealt with.
+// the caller after the thread has been dealt with. If f ends its goroutine
+// with runtime.Goexit instead of returning, Do returns an error wrapping
+// ErrGoexit (never nil), and the thread, whose namespace was not restored,
+// is discarded.
 func (n *NetNS) Do(f func() error) error {
 	n.mu.RLock()
 	defer n.mu.RUnlock()
 	if n.fd < 0 {
 		return fmt.Errorf("%w: %s", ErrNetNSClosed, n.label)
 	}
-	return onLockedThread(func() (bool, error) {
+	err := onLockedThread(func() (bool, error) {
 		orig, err := unix.Open(threadNetNSPath, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return true, fmt.Errorf("busypoll: namespace %s: open %s: %w", n.label, threadNetNSPath, err)
@@ -126,6 +134,10 @@ func (n *NetNS) Do(f func() error) error {
 		}
 		return true, ferr
 	})
+	if err == ErrGoexit { // onLockedThread's own, not one f returned
+		return fmt.Errorf("busypoll: namespace %s: %w", n.label, err)
+	}
+	return err
 }
 
 // Close releases the descriptor. The namespace, and the devices in it, go
@@ -148,7 +160,9 @@ func (n *NetNS) Close() error {
 // whether the thread is clean (back in its original namespace); a thread that
 // is not stays locked, so the runtime terminates it when the goroutine exits.
 // A panic is re-raised in the caller; the thread it happened on is discarded
-// too, since nothing says where its namespace was left.
+// too, since nothing says where its namespace was left. So is the thread of
+// an f that called runtime.Goexit, which makes the caller's error wrap
+// ErrGoexit.
 func onLockedThread(f func() (clean bool, err error)) error {
 	type result struct {
 		err      error
@@ -159,12 +173,18 @@ func onLockedThread(f func() (clean bool, err error)) error {
 	go func() {
 		runtime.LockOSThread()
 		var (
-			res   result
-			clean bool
+			res      result
+			clean    bool
+			returned bool
 		)
 		defer func() {
 			if r := recover(); r != nil {
 				res = result{panicked: true, value: r}
+				clean = false
+			} else if !returned {
+				// runtime.Goexit: recover returns nil, and f never
+				// got to say whether the thread is clean.
+				res = result{err: ErrGoexit}
 				clean = false
 			}
 			if clean {
@@ -173,6 +193,7 @@ func onLockedThread(f func() (clean bool, err error)) error {
 			done <- res
 		}()
 		clean, res.err = f()
+		returned = true
 	}()
 	res := <-done
 	if res.panicked {

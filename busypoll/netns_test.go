@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 
@@ -104,6 +105,57 @@ func TestNetNSDoPanicIsReraised(t *testing.T) {
 		_ = ns.Do(func() error { panic("boom") })
 	})
 	assert.NoError(t, ns.Do(func() error { return nil }), "the namespace stays usable")
+}
+
+// TestNetNSDoGoexitIsAnError: an f that ends its goroutine (as a failed
+// require does inside Do) must not look like success, and its thread, left
+// in the namespace, must not come back to the pool.
+func TestNetNSDoGoexitIsAnError(t *testing.T) {
+	needRootNetNS(t)
+	ns := newTestNetNS(t, "goexit")
+	runtime.LockOSThread()
+	before := nsInode(t, threadNetNSPath)
+	runtime.UnlockOSThread()
+	for range 20 {
+		ran := false
+		err := ns.Do(func() error {
+			ran = true
+			runtime.Goexit()
+			return nil
+		})
+		require.True(t, ran)
+		require.ErrorIs(t, err, ErrGoexit)
+		assert.ErrorContains(t, err, "busypoll: namespace goexit-")
+		assert.ErrorContains(t, err, "called runtime.Goexit")
+	}
+	assert.NoError(t, ns.Do(func() error { return nil }), "the namespace stays usable")
+	// No thread of the pool was left inside the namespace.
+	var wg sync.WaitGroup
+	got := make([]uint64, 32)
+	for i := range got {
+		wg.Go(func() {
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			var st unix.Stat_t
+			if unix.Stat(threadNetNSPath, &st) == nil {
+				got[i] = st.Ino
+			}
+		})
+	}
+	wg.Wait()
+	for i, ino := range got {
+		assert.Equal(t, before, ino, "thread %d is in a foreign namespace", i)
+	}
+}
+
+func TestNetNSDoErrorOfNestedGoexitIsNotRewrapped(t *testing.T) {
+	needRootNetNS(t)
+	ns := newTestNetNS(t, "goexit-nested")
+	err := ns.Do(func() error {
+		return ns.Do(func() error { runtime.Goexit(); return nil })
+	})
+	require.ErrorIs(t, err, ErrGoexit)
+	assert.Equal(t, 1, strings.Count(err.Error(), "busypoll: namespace"), "%v", err)
 }
 
 func TestNetNSDoReturnsError(t *testing.T) {

@@ -29,25 +29,36 @@ type Client struct {
 }
 
 // Dial opens a generic netlink socket in the network namespace referred to by
-// netnsFD and resolves the netdev family, once. A netnsFD of 0 or less means
-// the network namespace of the calling thread (normally the process's). The
-// calling thread never changes namespace. The caller may close netnsFD once
-// Dial has returned: the socket stays in that namespace.
+// netnsFD and resolves the netdev family, once. The calling thread never
+// changes namespace. The caller may close netnsFD once Dial has returned:
+// the socket stays in that namespace.
+//
+// netnsFD must be an open descriptor above 0: a negative one (what a closed
+// namespace's FD returns) and 0 (which the netlink library would take for
+// "the current namespace") are refused with an error, so that a closed
+// namespace never silently becomes the caller's. For the calling thread's
+// namespace, say so with DialCurrent.
 //
 // If the kernel has no netdev family (before Linux 6.3), the error matches
 // os.ErrNotExist.
 func Dial(netnsFD int) (*Client, error) {
-	cfg := &netlink.Config{Strict: true}
-	if netnsFD > 0 {
-		cfg.NetNS = netnsFD
+	if netnsFD <= 0 {
+		return nil, fmt.Errorf("napi: Dial: network namespace fd %d is not an open descriptor (a closed namespace?); DialCurrent dials the calling thread's namespace", netnsFD)
 	}
+	return dial(&netlink.Config{Strict: true, NetNS: netnsFD},
+		fmt.Sprintf(" in network namespace fd %d", netnsFD))
+}
 
+// DialCurrent is Dial in the network namespace of the calling thread
+// (normally the process's).
+func DialCurrent() (*Client, error) {
+	return dial(&netlink.Config{Strict: true}, "")
+}
+
+func dial(cfg *netlink.Config, where string) (*Client, error) {
 	conn, err := genetlink.Dial(cfg)
 	if err != nil {
-		if netnsFD > 0 {
-			return nil, fmt.Errorf("napi: open generic netlink socket in network namespace fd %d: %w", netnsFD, err)
-		}
-		return nil, fmt.Errorf("napi: open generic netlink socket: %w", err)
+		return nil, fmt.Errorf("napi: open generic netlink socket%s: %w", where, err)
 	}
 
 	c, err := newClient(conn)

@@ -304,7 +304,7 @@ func TestKernelUnprivileged(t *testing.T) {
 	if os.Geteuid() == 0 {
 		t.Skip("needs a non-root user: checks that napi-set without CAP_NET_ADMIN fails with EPERM (as root, TestKernelNAPI runs)")
 	}
-	c, err := Dial(0)
+	c, err := DialCurrent()
 	if errors.Is(err, os.ErrNotExist) {
 		t.Skip(err)
 	}

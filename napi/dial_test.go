@@ -1,0 +1,33 @@
+package napi
+
+import (
+	"errors"
+	"os"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestDialRefusesNoNamespace: a closed namespace's fd (-1) or 0 must never
+// silently dial the caller's namespace.
+func TestDialRefusesNoNamespace(t *testing.T) {
+	for _, fd := range []int{-1, 0, -42} {
+		c, err := Dial(fd)
+		require.Error(t, err, "fd %d", fd)
+		assert.Nil(t, c)
+		assert.ErrorContains(t, err, "is not an open descriptor (a closed namespace?); DialCurrent dials the calling thread's namespace")
+	}
+}
+
+func TestDialCurrent(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipped with -short: talks to the running kernel")
+	}
+	c, err := DialCurrent()
+	if errors.Is(err, os.ErrNotExist) {
+		t.Skip(err)
+	}
+	require.NoError(t, err)
+	assert.NoError(t, c.Close())
+}

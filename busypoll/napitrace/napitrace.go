@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -47,10 +48,22 @@ type Session struct {
 	once    sync.Once
 }
 
+// Key is one NAPI (the address the trace prints for it, hashed by the
+// kernel but the same for one NAPI within a boot) polled by one task.
+type Key struct {
+	NAPI string
+	TID  int
+}
+
+// Softirq is the TID under which polls that ran in softirq (or hardirq)
+// context are counted: the trace names the task they interrupted, which did
+// not do the work.
+const Softirq = -1
+
 // Polls is what a session recorded.
 type Polls struct {
-	// Work is the packets polled, by task id.
-	Work map[int]uint64
+	// Work is the packets polled, by NAPI and task id.
+	Work map[Key]uint64
 	// Comm names each task, as the trace shows it.
 	Comm map[int]string
 	// Events counts the events read.
@@ -59,13 +72,38 @@ type Polls struct {
 	Lost uint64
 }
 
-// Total is the packets polled by every task.
+// Total is the packets polled by every task, of every NAPI.
 func (p Polls) Total() uint64 {
 	var n uint64
 	for _, w := range p.Work {
 		n += w
 	}
 	return n
+}
+
+// NAPIsOf returns the NAPIs that task tid polled packets of.
+func (p Polls) NAPIsOf(tid int) []string {
+	var out []string
+	for k := range p.Work {
+		if k.TID == tid {
+			out = append(out, k.NAPI)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// ByTask returns the packets of NAPI napi polled by each task. Another
+// device of the same name (in another namespace) has another NAPI, so it
+// does not count.
+func (p Polls) ByTask(napi string) map[int]uint64 {
+	out := map[int]uint64{}
+	for k, w := range p.Work {
+		if k.NAPI == napi {
+			out[k.TID] += w
+		}
+	}
+	return out
 }
 
 // Start creates a tracefs instance that records the napi:napi_poll events of
@@ -207,15 +245,17 @@ func write(path, s string) error {
 //	napi/bpt-sv-8193-412     [001] .....  123.456789: napi_poll: napi poll on napi struct 00000000c0ffee00 for device bpt-sv work 16 budget 64
 //
 // The task's name may hold spaces and dashes; its id is the number before
-// the CPU field.
-var eventLine = regexp.MustCompile(`^\s*(.*)-(\d+)\s+(?:\(\s*[-\d]+\)\s+)?\[\d+\].*\bnapi_poll: .* work (-?\d+) budget (-?\d+)`)
+// the CPU field. The flags after it say the context: their third character
+// is 's' in softirq, 'h' or 'H' in hardirq ("irqs-off/BH-disabled,
+// need-resched, hardirq/softirq, preempt-depth, migrate-disable").
+var eventLine = regexp.MustCompile(`^\s*(.*)-(\d+)\s+(?:\(\s*[-\d]+\)\s+)?\[\d+\]\s+(\S+)\s.*\bnapi_poll: napi poll on napi struct (\S+) for device \S+ work (-?\d+) budget (-?\d+)`)
 
 // lostLine matches the trace's note about dropped events.
 var lostLine = regexp.MustCompile(`^#\s*entries-in-buffer/entries-written:\s*(\d+)/(\d+)`)
 
 // Parse reads a tracefs trace file of napi_poll events.
 func Parse(r io.Reader) (Polls, error) {
-	p := Polls{Work: map[int]uint64{}, Comm: map[int]string{}}
+	p := Polls{Work: map[Key]uint64{}, Comm: map[int]string{}}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
 	for sc.Scan() {
@@ -245,14 +285,21 @@ func Parse(r io.Reader) (Polls, error) {
 		if err != nil {
 			return p, fmt.Errorf("trace line %q: task id: %w", line, err)
 		}
-		work, err := strconv.ParseInt(m[3], 10, 64)
+		work, err := strconv.ParseInt(m[5], 10, 64)
 		if err != nil {
 			return p, fmt.Errorf("trace line %q: work: %w", line, err)
 		}
 		p.Events++
 		if work > 0 {
-			p.Work[pid] += uint64(work)
-			p.Comm[pid] = strings.TrimSpace(m[1])
+			tid := pid
+			if flags := m[3]; len(flags) >= 3 && strings.ContainsRune("sShHzZ", rune(flags[2])) {
+				tid = Softirq
+			}
+			p.Work[Key{NAPI: m[4], TID: tid}] += uint64(work)
+			p.Comm[tid] = strings.TrimSpace(m[1])
+			if tid == Softirq {
+				p.Comm[tid] = "softirq"
+			}
 		}
 	}
 	return p, sc.Err()

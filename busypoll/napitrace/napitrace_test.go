@@ -29,14 +29,21 @@ const sample = `# tracer: nop
      napi/bpt-sv-8193-412     [001] .....   123.456789: napi_poll: napi poll on napi struct 00000000c0ffee00 for device bpt-sv work 16 budget 64
      napi/bpt-sv-8193-412     [001] .....   123.456799: napi_poll: napi poll on napi struct 00000000c0ffee00 for device bpt-sv work 3 budget 64
           <idle>-0       [000] ..s1.   123.456800: napi_poll: napi poll on napi struct 00000000c0ffee00 for device bpt-sv work 7 budget 64
- busypoll.test worker-4242 [000] ..... 123.5: napi_poll: napi poll on napi struct 00000000c0ffee00 for device bpt-sv work 8 budget 16
+ busypoll.test worker-4242 [000] ..... 123.5: napi_poll: napi poll on napi struct 00000000deadbeef for device bpt-sv work 8 budget 16
 `
 
 func TestParse(t *testing.T) {
 	p, err := napitrace.Parse(strings.NewReader(sample))
 	require.NoError(t, err)
 	assert.Equal(t, 4, p.Events)
-	assert.Equal(t, map[int]uint64{412: 19, 0: 7, 4242: 8}, p.Work)
+	assert.Equal(t, map[napitrace.Key]uint64{
+		{NAPI: "00000000c0ffee00", TID: 412}:  19,
+		{NAPI: "00000000c0ffee00", TID: -1}:   7,
+		{NAPI: "00000000deadbeef", TID: 4242}: 8,
+	}, p.Work)
+	assert.Equal(t, []string{"00000000c0ffee00"}, p.NAPIsOf(412))
+	assert.Equal(t, map[int]uint64{412: 19, napitrace.Softirq: 7}, p.ByTask("00000000c0ffee00"))
+	assert.Equal(t, "softirq", p.Comm[napitrace.Softirq])
 	assert.Equal(t, "napi/bpt-sv-8193", p.Comm[412])
 	assert.Equal(t, "busypoll.test worker", p.Comm[4242])
 	assert.Equal(t, uint64(34), p.Total())
@@ -106,10 +113,13 @@ func TestKernelThreadedNAPI(t *testing.T) {
 	require.NoError(t, err)
 	p, err := s.Stop()
 	require.NoError(t, err)
-	t.Logf("thread %d polled %d of %d packets polled (%d rx packets, %d events, %d lost): %v", n.PID, p.Work[int(n.PID)], p.Total(), rx1-rx0, p.Events, p.Lost, p.Comm)
+	napis := p.NAPIsOf(int(n.PID))
+	require.Len(t, napis, 1, "the thread polled one NAPI: %v", p.Work)
+	work := p.ByTask(napis[0])
+	t.Logf("thread %d polled %d of %d packets polled (%d rx packets, %d events, %d lost): %v", n.PID, work[int(n.PID)], p.Total(), rx1-rx0, p.Events, p.Lost, p.Comm)
 	assert.Zero(t, p.Lost)
-	assert.Equal(t, p.Total(), p.Work[int(n.PID)], "only the NAPI's thread polls a threaded NAPI")
-	assert.GreaterOrEqual(t, p.Work[int(n.PID)], (rx1-rx0)*9/10, "the thread polled the packets the device received")
+	assert.Equal(t, map[int]uint64{int(n.PID): work[int(n.PID)]}, work, "only the NAPI's thread polls a threaded NAPI")
+	assert.GreaterOrEqual(t, work[int(n.PID)], (rx1-rx0)*9/10, "the thread polled the packets the device received")
 }
 
 func sendSome(t *testing.T, server, client *busypoll.NetNS, pair busypoll.VethPair) {

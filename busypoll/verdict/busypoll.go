@@ -237,7 +237,7 @@ func ThreadPolled(tid int, work map[int]uint64, rxPackets, lost uint64) error {
 		errs = append(errs, fmt.Errorf("the NAPI's kernel thread %d polled %d of the %d packets the device received, below 90%%", tid, mine, rxPackets))
 	}
 	if others := total - mine; 100*others > total {
-		errs = append(errs, fmt.Errorf("other tasks polled %d of the %d packets polled (more than 1%%): %v", others, total, work))
+		errs = append(errs, fmt.Errorf("other tasks polled %d of the %d packets polled (more than 1%%), by task id (-1: softirq context): %v", others, total, work))
 	}
 	return errors.Join(errs...)
 }

@@ -68,6 +68,9 @@ type Polls struct {
 	Comm map[int]string
 	// Events counts the events read.
 	Events int
+	// Polls counts the events by NAPI and task, also those that polled
+	// nothing.
+	Polls map[Key]int
 	// Lost counts events the kernel dropped (a full buffer).
 	Lost uint64
 }
@@ -93,6 +96,18 @@ func (p Polls) NAPIsOf(tid int) []string {
 	return out
 }
 
+// TaskPolls counts the polls made in task context (not softirq), of any
+// NAPI, and the packets they returned.
+func (p Polls) TaskPolls() (polls int, work uint64) {
+	for k, n := range p.Polls {
+		if k.TID != Softirq {
+			polls += n
+			work += p.Work[k]
+		}
+	}
+	return polls, work
+}
+
 // ByTask returns the packets of NAPI napi polled by each task. Another
 // device of the same name (in another namespace) has another NAPI, so it
 // does not count.
@@ -111,7 +126,17 @@ func (p Polls) ByTask(napi string) map[int]uint64 {
 // devices of the same name both count) that polled at least one packet, and
 // starts recording. Stale instances of processes that are gone are removed
 // first. Stop ends it; the instance is removed then.
-func Start(dev string) (*Session, error) {
+func Start(dev string) (*Session, error) { return start(dev, "work > 0 && ") }
+
+// StartBusyPolls is Start for the polls of budget budget, also those that
+// found nothing: the polls of an epoll busy loop, whose budget is the epoll
+// instance's (busy_poll_budget), where the device's own polls use its NAPI
+// weight (64).
+func StartBusyPolls(dev string, budget int) (*Session, error) {
+	return start(dev, fmt.Sprintf("budget == %d && ", budget))
+}
+
+func start(dev, cond string) (*Session, error) {
 	root, mounted, err := tracefs()
 	if err != nil {
 		return nil, err
@@ -133,7 +158,7 @@ func Start(dev string) (*Session, error) {
 		return nil, fmt.Errorf("napitrace: create tracefs instance: %w", err)
 	}
 	s.event = filepath.Join(s.dir, "events/napi/napi_poll")
-	filter := fmt.Sprintf("work > 0 && dev_name == \"%s\"", dev)
+	filter := fmt.Sprintf("%sdev_name == \"%s\"", cond, dev)
 	if strings.ContainsAny(dev, "\"\\\n") || dev == "" {
 		return nil, fmt.Errorf("napitrace: device name %q cannot be used in a trace filter", dev)
 	}
@@ -255,7 +280,7 @@ var lostLine = regexp.MustCompile(`^#\s*entries-in-buffer/entries-written:\s*(\d
 
 // Parse reads a tracefs trace file of napi_poll events.
 func Parse(r io.Reader) (Polls, error) {
-	p := Polls{Work: map[Key]uint64{}, Comm: map[int]string{}}
+	p := Polls{Work: map[Key]uint64{}, Comm: map[int]string{}, Polls: map[Key]int{}}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
 	for sc.Scan() {
@@ -290,16 +315,18 @@ func Parse(r io.Reader) (Polls, error) {
 			return p, fmt.Errorf("trace line %q: work: %w", line, err)
 		}
 		p.Events++
+		tid := pid
+		if flags := m[3]; len(flags) >= 3 && strings.ContainsRune("sShHzZ", rune(flags[2])) {
+			tid = Softirq
+		}
+		k := Key{NAPI: m[4], TID: tid}
+		p.Polls[k]++
+		p.Comm[tid] = strings.TrimSpace(m[1])
+		if tid == Softirq {
+			p.Comm[tid] = "softirq"
+		}
 		if work > 0 {
-			tid := pid
-			if flags := m[3]; len(flags) >= 3 && strings.ContainsRune("sShHzZ", rune(flags[2])) {
-				tid = Softirq
-			}
-			p.Work[Key{NAPI: m[4], TID: tid}] += uint64(work)
-			p.Comm[tid] = strings.TrimSpace(m[1])
-			if tid == Softirq {
-				p.Comm[tid] = "softirq"
-			}
+			p.Work[k] += uint64(work)
 		}
 	}
 	return p, sc.Err()

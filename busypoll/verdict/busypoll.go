@@ -241,3 +241,15 @@ func ThreadPolled(tid int, work map[int]uint64, rxPackets, lost uint64) error {
 	}
 	return errors.Join(errs...)
 }
+
+// BusyLoopRan is check 4 on a backend that cannot show the effect of IRQ
+// suspension, from the napi:napi_poll tracepoint: the epoll busy loop polled
+// the server's NAPI (polls in task context with the epoll budget) at least
+// once, whether or not it found packets.
+func BusyLoopRan(polls int, work uint64, budget int) error {
+	if polls > 0 {
+		return nil
+	}
+	return fmt.Errorf("the epoll busy loop never polled the NAPI: the napi:napi_poll trace shows no poll in task context with "+
+		"the epoll budget %d (%d packets): epoll busy polling did not run", budget, work)
+}

@@ -318,3 +318,10 @@ func TestThreadPolled(t *testing.T) {
 		})
 	}
 }
+
+func TestBusyLoopRan(t *testing.T) {
+	assert.NoError(t, verdict.BusyLoopRan(3, 0, 16), "polls that found nothing still show the loop ran")
+	err := verdict.BusyLoopRan(0, 0, 16)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "the epoll busy loop never polled the NAPI")
+}

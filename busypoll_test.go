@@ -18,7 +18,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -800,11 +799,11 @@ func (r *runner) compareSuspension(want napi.Settings, env hostEnv) {
 	}
 	var ts []verdict.Transfer
 	for i := range r.cfg.comparePairs {
-		// Rotate, then reverse every other round (ABBA): no arm always
+		// Rotate (suspend, control; control, suspend; ...): no arm always
 		// goes first.
-		order := append(arms[i%len(arms):], arms[:i%len(arms)]...)
-		if i%2 == 1 {
-			slices.Reverse(order)
+		order := make([]verdict.Arm, 0, len(arms))
+		for j := range arms {
+			order = append(order, arms[(i+j)%len(arms)])
 		}
 		for _, arm := range order {
 			setNAPIs(t, r.nc, r.ids, settings[arm].Only(napi.AttrDeferHardIRQs|napi.AttrGROFlushTimeout|napi.AttrIRQSuspendTimeout))

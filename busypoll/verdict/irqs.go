@@ -18,14 +18,15 @@ const ArmBaseline Arm = "baseline"
 //     times the baseline's interrupts per received packet, and fewer by
 //     more than chance (rank-sum p ≤ SuspendAlpha on the per-transfer
 //     rates);
-//   - suspension does not undo it: the suspend arm raised at most
-//     SuspensionIRQSlack times the control's interrupts per packet. Fewer
-//     is what suspension is for; whether it was is reported, not required,
-//     since a device may show no difference.
-const (
-	DeferralRatio      = 0.5
-	SuspensionIRQSlack = 1.25
-)
+//   - suspension keeps them down: the suspend arm passes the same test
+//     against the baseline, and did not raise clearly more than the control
+//     (rank-sum p ≤ SuspendAlpha that it raised more fails). Fewer is what
+//     suspension is for; whether it was is reported, not required: with
+//     deferral on, a transfer raises about one interrupt (the first packet
+//     after an idle NAPI), which suspension cannot remove (measured on
+//     virtio-net in the VM: 4 to 8 per 8 transfers either way, against
+//     about 105 without deferral).
+const DeferralRatio = 0.5
 
 // irqTotal adds up the interrupts and rx packets of an arm.
 type irqTotal struct {
@@ -61,11 +62,17 @@ func (s irqTotal) String() string {
 // Deferral checks that defer-hard-irqs and gro-flush-timeout lowered the
 // receiving NAPI's interrupts per packet against the baseline.
 func Deferral(ts []Transfer) (string, error) {
-	b, c := irqSum(ts, ArmBaseline), irqSum(ts, ArmControl)
+	return belowBaseline(ts, ArmControl, "IRQ deferral made no measured difference", "with defer-hard-irqs and gro-flush-timeout on")
+}
+
+// belowBaseline checks that arm a raised clearly fewer interrupts per packet
+// than the baseline.
+func belowBaseline(ts []Transfer, a Arm, failure, what string) (string, error) {
+	b, c := irqSum(ts, ArmBaseline), irqSum(ts, a)
 	p := RankSumP(b.perTransferPPM, c.perTransferPPM)
-	summary := fmt.Sprintf("interrupts without deferral %v, with deferral %v, rank-sum p=%.5f", b, c, p)
+	summary := fmt.Sprintf("interrupts without deferral %v, %s %v, rank-sum p=%.5f", b, what, c, p)
 	if b.transfers == 0 || c.transfers == 0 {
-		return summary, fmt.Errorf("deferral comparison needs transfers in both arms: %d baseline, %d with deferral", b.transfers, c.transfers)
+		return summary, fmt.Errorf("interrupt comparison needs transfers in both arms: %d baseline, %d %s", b.transfers, c.transfers, a)
 	}
 	var why []string
 	if c.rate() > DeferralRatio*b.rate() {
@@ -77,27 +84,31 @@ func Deferral(ts []Transfer) (string, error) {
 	if len(why) == 0 {
 		return summary, nil
 	}
-	return summary, fmt.Errorf("IRQ deferral made no measured difference: with defer-hard-irqs and gro-flush-timeout on, %v; "+
-		"with both 0 (the baseline), %v; %s", c, b, strings.Join(why, "; "))
+	return summary, fmt.Errorf("%s: %s, %v; with defer-hard-irqs 0, gro-flush-timeout 0 and irq-suspend-timeout 0 (the baseline), %v; %s",
+		failure, what, c, b, strings.Join(why, "; "))
 }
 
-// SuspensionIRQs checks that IRQ suspension raised no more interrupts per
-// packet than deferral alone (within SuspensionIRQSlack), and says whether
-// it raised fewer.
+// SuspensionIRQs checks that IRQ suspension kept the interrupts as low as
+// deferral does: clearly below the baseline, and not clearly above deferral
+// alone. It says whether it raised fewer than deferral alone.
 func SuspensionIRQs(ts []Transfer) (string, error) {
+	base, err := belowBaseline(ts, ArmSuspend, "IRQ suspension did not keep interrupts down", "with suspension")
 	s, c := irqSum(ts, ArmSuspend), irqSum(ts, ArmControl)
-	p := RankSumP(c.perTransferPPM, s.perTransferPPM)
-	fewer := "not clearly fewer"
-	if p <= SuspendAlpha && s.rate() < c.rate() {
-		fewer = "fewer"
+	more := RankSumP(s.perTransferPPM, c.perTransferPPM)
+	fewer := RankSumP(c.perTransferPPM, s.perTransferPPM)
+	verdict := "not clearly fewer"
+	if fewer <= SuspendAlpha && s.rate() < c.rate() {
+		verdict = "fewer"
 	}
-	summary := fmt.Sprintf("interrupts with suspension %v, with deferral alone %v: %s (rank-sum p=%.5f)", s, c, fewer, p)
-	if s.transfers == 0 || c.transfers == 0 {
-		return summary, fmt.Errorf("suspension comparison needs transfers in both arms: %d with suspension, %d control", s.transfers, c.transfers)
+	summary := fmt.Sprintf("%s; with suspension %.4f per packet, deferral alone %v: %s (rank-sum p=%.5f)", base, s.rate(), c, verdict, fewer)
+	if err != nil {
+		return summary, err
 	}
-	if s.rate() > SuspensionIRQSlack*c.rate() {
-		return summary, fmt.Errorf("IRQ suspension raised more interrupts than deferral alone: %v against %v; the rule allows at most %.2f times (%.4f per packet)",
-			s, c, SuspensionIRQSlack, SuspensionIRQSlack*c.rate())
+	if c.transfers == 0 {
+		return summary, fmt.Errorf("suspension comparison needs control transfers")
+	}
+	if more <= SuspendAlpha && s.rate() > c.rate() {
+		return summary, fmt.Errorf("IRQ suspension raised clearly more interrupts than deferral alone: %v against %v (rank-sum p=%.4f)", s, c, more)
 	}
 	return summary, nil
 }

@@ -1247,7 +1247,7 @@ func sum(h hash.Hash) string { return hex.EncodeToString(h.Sum(nil)) }
 // ownership records (setupNetdevsim).
 func TestMain(m *testing.M) {
 	flag.Parse()
-	netdevsim.InstallEmergencyCleanup(testTimeout()) // until the process ends
+	netdevsim.InstallEmergencyCleanup(testTimeout(), returnPorts) // until the process ends
 	code := m.Run()
 	if recorder.f != nil {
 		if err := recorder.f.Close(); err != nil {

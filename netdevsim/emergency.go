@@ -116,13 +116,22 @@ func (d *Device) deleteForEmergency() (bool, error) {
 // NewDevice fails, so later devices are not left behind either. The
 // messages say "interrupted by SIGNAL" and "-test.timeout is about to
 // expire". stop undoes it.
-func InstallEmergencyCleanup(timeout time.Duration) (stop func()) {
+//
+// Each function in also runs first, with the reason, in both cases: the
+// test binary's other things to put back (lent ports, say).
+func InstallEmergencyCleanup(timeout time.Duration, also ...func(why string)) (stop func()) {
+	first := func(why string) {
+		for _, f := range also {
+			f(why)
+		}
+	}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	done := make(chan struct{})
 	go func() {
 		select {
 		case s := <-sigs:
+			first("got " + s.String())
 			emergencyReport("got "+s.String(), DeleteAll)
 			signal.Reset(syscall.SIGINT, syscall.SIGTERM)
 			fmt.Fprintf(os.Stderr, "netdevsim: interrupted by %v\n", s)
@@ -134,6 +143,7 @@ func InstallEmergencyCleanup(timeout time.Duration) (stop func()) {
 	if timeout > 0 {
 		margin := min(timeout/10, 5*time.Second)
 		watchdog = time.AfterFunc(timeout-margin, func() {
+			first("-test.timeout is about to expire")
 			emergencyReport("-test.timeout is about to expire", DeleteAll)
 		})
 	}

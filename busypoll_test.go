@@ -358,13 +358,17 @@ func setupNIC(t *testing.T, cfg config, server, client *busypoll.NetNS) pair {
 		prefix string
 		link   *busypoll.Link
 	}{{cfg.serverPort, server, serverPrefix, &p.server}, {cfg.clientPort, client, clientPrefix, &p.client}} {
-		loan, err := port.Lend(end.name, end.ns)
+		loan, err := port.Prepare(end.name, end.ns)
 		require.NoError(t, err, "lend port %s to %s", end.name, end.ns)
-		forget := onPortEmergency(func() error { return loan.Return() })
+		// Registered before the move, so that no moment of the loan is
+		// unprotected; after an emergency, no new loan moves.
+		forget, ok := onPortEmergency(func() error { return loan.Return() })
+		require.True(t, ok, "the emergency cleanup already ran (signal or -test.timeout): no port is lent any more")
 		t.Cleanup(func() {
 			assert.NoError(t, loan.Return(), "give port %s back", end.name)
 			forget()
 		})
+		require.NoError(t, loan.Move(), "lend port %s to %s", end.name, end.ns)
 		t.Logf("nic: lent %v to %s", loan.Orig(), end.ns)
 		var idx int
 		require.NoError(t, end.ns.Do(func() error {
@@ -394,14 +398,19 @@ func setupNIC(t *testing.T, cfg config, server, client *busypoll.NetNS) pair {
 // real port come back with the test's settings.
 var portEmergency = struct {
 	sync.Mutex
+	done  bool // returnPorts ran
 	next  int
 	funcs map[int]func() error
 }{funcs: map[int]func() error{}}
 
-// onPortEmergency registers f and returns a function that unregisters it.
-func onPortEmergency(f func() error) (forget func()) {
+// onPortEmergency registers f and returns a function that unregisters it,
+// or false once the emergency cleanup has run.
+func onPortEmergency(f func() error) (forget func(), ok bool) {
 	portEmergency.Lock()
 	defer portEmergency.Unlock()
+	if portEmergency.done {
+		return func() {}, false
+	}
 	k := portEmergency.next
 	portEmergency.next++
 	portEmergency.funcs[k] = f
@@ -409,13 +418,15 @@ func onPortEmergency(f func() error) (forget func()) {
 		portEmergency.Lock()
 		defer portEmergency.Unlock()
 		delete(portEmergency.funcs, k)
-	}
+	}, true
 }
 
-// returnPorts gives back every lent port; why says what happened.
+// returnPorts gives back every lent port; why says what happened. Later
+// loans are refused.
 func returnPorts(why string) {
 	portEmergency.Lock()
 	defer portEmergency.Unlock()
+	portEmergency.done = true
 	if len(portEmergency.funcs) == 0 {
 		return
 	}

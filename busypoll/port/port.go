@@ -130,6 +130,7 @@ type Loan struct {
 	napis []napiSettings
 
 	mu       sync.Mutex
+	moved    bool
 	returned bool
 	err      error
 }
@@ -147,6 +148,17 @@ func (l *Loan) Orig() State { return l.orig }
 // records its state and moves it into ns. The port keeps its name there; its
 // ifindex may change (look it up by name in ns). Return gives it back.
 func Lend(name string, ns *busypoll.NetNS) (*Loan, error) {
+	l, err := Prepare(name, ns)
+	if err != nil {
+		return nil, err
+	}
+	return l, l.Move()
+}
+
+// Prepare is the first half of Lend: it checks the port and records its
+// state, so that the caller can register l.Return for emergencies before
+// Move moves the port. Return of a loan that did not move gives nothing back.
+func Prepare(name string, ns *busypoll.NetNS) (*Loan, error) {
 	st, err := Inspect(name)
 	if err != nil {
 		return nil, err
@@ -157,22 +169,31 @@ func Lend(name string, ns *busypoll.NetNS) (*Loan, error) {
 	if err != nil {
 		return nil, fmt.Errorf("port: open the current network namespace: %w", err)
 	}
-	l := &Loan{orig: st, ns: ns, home: home}
+	return &Loan{orig: st, ns: ns, home: home}, nil
+}
+
+// Move moves the prepared port into the loan's namespace. After Return it
+// fails: a port given back in an emergency is not lent again.
+func (l *Loan) Move() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	name := l.orig.Name
+	if l.returned {
+		return fmt.Errorf("port: %s: the loan was already given back", name)
+	}
 	link, err := netlink.LinkByName(name)
 	if err != nil {
-		home.Close()
-		return nil, fmt.Errorf("port: find %q: %w", name, err)
+		return fmt.Errorf("port: find %q: %w", name, err)
 	}
-	fd := ns.FD()
+	fd := l.ns.FD()
 	if fd < 0 {
-		home.Close()
-		return nil, fmt.Errorf("port: lend %s: %w", name, busypoll.ErrNetNSClosed)
+		return fmt.Errorf("port: lend %s: %w", name, busypoll.ErrNetNSClosed)
 	}
 	if err := netlink.LinkSetNsFd(link, fd); err != nil {
-		home.Close()
-		return nil, fmt.Errorf("port: move %s into %s: %w", name, ns, err)
+		return fmt.Errorf("port: move %s into %s: %w", name, l.ns, err)
 	}
-	return l, nil
+	l.moved = true
+	return nil
 }
 
 // KeepNAPIs records the current settings of the NAPIs ids (read through c,
@@ -203,7 +224,9 @@ func (l *Loan) Return() error {
 		return l.err
 	}
 	l.returned = true
-	l.err = l.giveBack()
+	if l.moved {
+		l.err = l.giveBack()
+	}
 	l.home.Close()
 	return l.err
 }

@@ -134,6 +134,7 @@ type Receiver struct {
 	buf    []byte
 
 	busy      sync.Mutex   // held by the running Receive or Echo
+	serving   atomic.Bool  // set while busy is held (tests wait on it)
 	fdMu      sync.RWMutex // write-held while closing the descriptors
 	fdsClosed bool         // under fdMu
 	closing   atomic.Bool  // set first thing by Close
@@ -317,6 +318,8 @@ func (r *Receiver) serve(ctx context.Context, op string, handle func(conn int, p
 		return st, fmt.Errorf("busypoll: %s on %v: another Receive or Echo is running", op, r.addr)
 	}
 	defer r.busy.Unlock()
+	r.serving.Store(true)
+	defer r.serving.Store(false)
 	r.fdMu.RLock()
 	defer r.fdMu.RUnlock()
 	if r.fdsClosed {

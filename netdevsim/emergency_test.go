@@ -87,7 +87,11 @@ func TestDeleteAllWaitsForACreationUnderWay(t *testing.T) {
 		_, err := k.bus.NewDevice(context.Background(), nil, 1, 1)
 		created <- err
 	}()
-	<-entered
+	select {
+	case <-entered:
+	case err := <-created:
+		t.Fatalf("NewDevice returned before writing new_device: %v", err)
+	}
 	deleted := make(chan []int, 1)
 	go func() {
 		ids, err := DeleteAll("signal")

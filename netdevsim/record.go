@@ -28,8 +28,11 @@ const DefaultRecordDir = "/run/busypolltest/netdevsim"
 
 // recordLock is the lock file of a record folder: creators hold it shared
 // from recording an id until new_device has answered, ReapOrphans holds it
-// exclusive, so the reaper never sees a device whose owner has not yet
-// recorded it.
+// exclusive, so that reapers take turns and never run between a creator's
+// record and its write. (The reaper does not depend on it: before deleting
+// a device it reads the records again, and a live owner's record lists an
+// id before the device exists. A kernel without file locking, ENOSYS, goes
+// without.)
 const recordLock = ".lock"
 
 // owner identifies a process across pid reuse: its pid and its start time,
@@ -311,6 +314,12 @@ func lockRecords(dir string, how int, create bool) (func(), error) {
 			break
 		}
 	}
+	if err == unix.ENOSYS {
+		// A kernel without CONFIG_FILE_LOCKING: ReapOrphans looks at the
+		// records again before each deletion, which is enough.
+		unix.Close(fd)
+		return func() {}, nil
+	}
 	if err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("netdevsim: lock %s: %w", path, err)
@@ -396,66 +405,14 @@ func (b *Bus) ReapOrphans() ([]Orphan, error) {
 		return nil, err
 	}
 	defer unlock()
-	names, err := os.ReadDir(b.records)
+	sc, err := b.scanRecords()
 	if err != nil {
-		return nil, fmt.Errorf("netdevsim: read the record folder: %w", err)
+		return nil, err
 	}
-	type found struct {
-		o    owner
-		path string
-		rec  record
-	}
-	var (
-		errs  []error
-		dead  []found
-		why   = map[owner]string{}
-		temps []found
-		live  = map[recordEntry]owner{}
-	)
-	for _, de := range names {
-		o, tmp, ok := parseRecordName(de.Name())
-		if !ok {
-			continue
-		}
-		path := filepath.Join(b.records, de.Name())
-		isGone, reason, err := b.gone(o)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("netdevsim: record %s: cannot tell whether its owner runs, left alone: %w", path, err))
-			if !tmp {
-				// Its devices may be alive: protect them.
-				if rec, err := readRecord(path, o); err == nil {
-					for _, e := range rec.Devices {
-						live[e] = o
-					}
-				}
-			}
-			continue
-		}
-		if tmp {
-			if isGone {
-				why[o] = reason
-				temps = append(temps, found{o: o, path: path})
-			}
-			continue
-		}
-		rec, err := readRecord(path, o)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("netdevsim: record %s of %s is unreadable, left in place (check the bus for its devices and remove it by hand): %w", path, o, err))
-			continue
-		}
-		if !isGone {
-			for _, e := range rec.Devices {
-				live[e] = o
-			}
-			continue
-		}
-		why[o] = reason
-		dead = append(dead, found{o: o, path: path, rec: rec})
-	}
-
+	errs := sc.errs
 	var out []Orphan
-	for _, d := range dead {
-		orph := Orphan{PID: d.o.pid, Start: d.o.start, Why: why[d.o], Record: d.path}
+	for _, d := range sc.dead {
+		orph := Orphan{PID: d.o.pid, Start: d.o.start, Why: sc.why[d.o], Record: d.path}
 		var left []recordEntry
 		for _, e := range d.rec.Devices {
 			if e.Bus != b.root {
@@ -463,9 +420,23 @@ func (b *Bus) ReapOrphans() ([]Orphan, error) {
 				left = append(left, e)
 				continue
 			}
-			if _, claimed := live[e]; claimed {
+			if _, claimed := sc.live[e]; claimed {
 				orph.Claimed = append(orph.Claimed, e.ID)
 				continue
+			}
+			if _, err := os.Stat(b.DevicePath(e.ID)); errors.Is(err, fs.ErrNotExist) {
+				orph.Gone = append(orph.Gone, e.ID)
+				continue
+			}
+			// The id is on the bus. If a live owner made it, its record
+			// listed the id before the device existed, so a fresh look at
+			// the records now sees it (this also holds where the kernel
+			// has no file locking).
+			if now, err := b.scanRecords(); err == nil {
+				if _, claimed := now.live[e]; claimed {
+					orph.Claimed = append(orph.Claimed, e.ID)
+					continue
+				}
 			}
 			existed, err := b.deleteDevice(e.ID)
 			switch {
@@ -488,8 +459,8 @@ func (b *Bus) ReapOrphans() ([]Orphan, error) {
 		}
 		out = append(out, orph)
 	}
-	for _, tf := range temps {
-		orph := Orphan{PID: tf.o.pid, Start: tf.o.start, Why: why[tf.o] + "; an unfinished record write", Record: tf.path}
+	for _, tf := range sc.temps {
+		orph := Orphan{PID: tf.o.pid, Start: tf.o.start, Why: sc.why[tf.o] + "; an unfinished record write", Record: tf.path}
 		if err := os.Remove(tf.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("netdevsim: remove %s: %w", tf.path, err))
 		} else {
@@ -501,6 +472,76 @@ func (b *Bus) ReapOrphans() ([]Orphan, error) {
 		errs = append(errs, err)
 	}
 	return out, errors.Join(errs...)
+}
+
+// foundRecord is a record file found by scanRecords.
+type foundRecord struct {
+	o    owner
+	path string
+	rec  record
+}
+
+// recordScan is what the record folder says.
+type recordScan struct {
+	dead  []foundRecord         // records of owners that are gone
+	temps []foundRecord         // unfinished temporary files of owners that are gone
+	why   map[owner]string      // how each gone owner is known to be gone
+	live  map[recordEntry]owner // devices recorded by owners that run (or may)
+	errs  []error               // records left alone, and why
+}
+
+// scanRecords reads every record of the folder and sorts them by whether
+// their owner is gone.
+func (b *Bus) scanRecords() (recordScan, error) {
+	sc := recordScan{why: map[owner]string{}, live: map[recordEntry]owner{}}
+	names, err := os.ReadDir(b.records)
+	if err != nil {
+		return sc, fmt.Errorf("netdevsim: read the record folder: %w", err)
+	}
+	for _, de := range names {
+		o, tmp, ok := parseRecordName(de.Name())
+		if !ok {
+			continue
+		}
+		path := filepath.Join(b.records, de.Name())
+		isGone, reason, err := b.gone(o)
+		if err != nil {
+			sc.errs = append(sc.errs, fmt.Errorf("netdevsim: record %s: cannot tell whether its owner runs, left alone: %w", path, err))
+			if !tmp {
+				// Its devices may be alive: protect them.
+				if rec, err := readRecord(path, o); err == nil {
+					for _, e := range rec.Devices {
+						sc.live[e] = o
+					}
+				}
+			}
+			continue
+		}
+		if tmp {
+			if isGone {
+				sc.why[o] = reason
+				sc.temps = append(sc.temps, foundRecord{o: o, path: path})
+			}
+			continue
+		}
+		rec, err := readRecord(path, o)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // removed meanwhile (its owner deleted its last device)
+		}
+		if err != nil {
+			sc.errs = append(sc.errs, fmt.Errorf("netdevsim: record %s of %s is unreadable, left in place (check the bus for its devices and remove it by hand): %w", path, o, err))
+			continue
+		}
+		if !isGone {
+			for _, e := range rec.Devices {
+				sc.live[e] = o
+			}
+			continue
+		}
+		sc.why[o] = reason
+		sc.dead = append(sc.dead, foundRecord{o: o, path: path, rec: rec})
+	}
+	return sc, nil
 }
 
 // readRecord reads and checks the record file of o.

@@ -496,3 +496,39 @@ func TestParseRecordName(t *testing.T) {
 		}
 	}
 }
+
+// TestReapLooksAgainBeforeDeleting: a live owner that records an id and
+// creates it after the reaper read the folder (possible where the kernel
+// has no file locking) still keeps its device: its record listed the id
+// before the device existed, and the reaper reads the records again
+// before each deletion.
+func TestReapLooksAgainBeforeDeleting(t *testing.T) {
+	k, procs := newReapFake(t)
+	dir := k.bus.records
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	lock, err := lockRecords(dir, unix.LOCK_SH, true)
+	require.NoError(t, err)
+	lock()
+	dead := owner{pid: deadPID, start: deadStart}
+	live := owner{pid: livePID, start: liveStart}
+	procs.set(livePID, procStat{start: liveStart, state: 'R'})
+	require.NoError(t, writeRecord(dir, dead, []recordEntry{{k.root, 3000071}}))
+	var once sync.Once
+	k.bus.procStat = func(pid int) (procStat, error) {
+		if pid == deadPID {
+			// The folder is listed already: the live owner records
+			// 3000071 and creates it now.
+			once.Do(func() {
+				require.NoError(t, writeRecord(dir, live, []recordEntry{{k.root, 3000071}}))
+				handMade(t, k, 3000071)
+			})
+		}
+		return procs.stat(pid)
+	}
+	got, err := k.bus.ReapOrphans()
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	assert.Equal(t, []int{3000071}, got[0].Claimed)
+	assert.Empty(t, got[0].Deleted)
+	assert.DirExists(t, k.bus.DevicePath(3000071), "the live owner's device")
+}

@@ -1636,6 +1636,11 @@ func TestBusyPollKilledRunIsReaped(t *testing.T) {
 	out := second.stdout.String()
 	require.NoError(t, err, "the next run failed; stdout:\n%s\nstderr:\n%s", out, second.stderr.String())
 	assert.Contains(t, out, "--- PASS: TestBusyPoll/netdevsim/plain ")
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, "netdevsim: owner pid") {
+			t.Logf("run 2 says: %s", strings.TrimSpace(line))
+		}
+	}
 	for _, id := range ids {
 		_, err := os.Stat(netdevsim.Default().DevicePath(id))
 		assert.ErrorIs(t, err, os.ErrNotExist, "netdevsim%d of the killed run is still on the bus: the next run did not reap it", id)

@@ -1383,6 +1383,10 @@ func TestBusyPollLeavesNothing(t *testing.T) {
 	}{
 		{"SIGINT", nil, syscall.SIGINT, "interrupted by interrupt"},
 		{"SIGTERM", nil, syscall.SIGTERM, "interrupted by terminated"},
+		{"SIGHUP", nil, syscall.SIGHUP, "interrupted by hangup"},
+		// The go command's kill of a test binary that outlived -timeout:
+		// the devices go, and the goroutine dump still comes.
+		{"SIGQUIT", nil, syscall.SIGQUIT, "goroutine dump follows\nSIGQUIT: quit"},
 		// The watchdog fires a tenth before: 4.5 s, time enough for the
 		// setup under emulation.
 		{"test timeout", []string{"-test.timeout=5s"}, nil, "-test.timeout is about to expire"},

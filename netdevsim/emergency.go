@@ -107,9 +107,16 @@ func (d *Device) deleteForEmergency() (bool, error) {
 	return true, d.Delete()
 }
 
+// emergencySignals end a test binary without its cleanup: ^C, kill, a
+// closed terminal, and SIGQUIT, which the go command sends to a test binary
+// that outlives -timeout by a minute.
+var emergencySignals = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT}
+
 // InstallEmergencyCleanup makes a test binary delete its devices when it
-// would otherwise leave them behind: on SIGINT and SIGTERM it deletes them
-// all (DeleteAll), writes what it did to stderr and exits with status 2;
+// would otherwise leave them behind: on SIGINT, SIGTERM and SIGHUP it
+// deletes them all (DeleteAll), writes what it did to stderr and exits with
+// status 2; on SIGQUIT it deletes them and then lets the runtime's SIGQUIT
+// handler print every goroutine's stack and exit, as without it;
 // and if timeout (the binary's -test.timeout) is positive, it deletes them
 // all shortly before it expires (a tenth of it, at most 5 s, before),
 // since the testing package's timeout panic runs no cleanup. After that,
@@ -126,14 +133,22 @@ func InstallEmergencyCleanup(timeout time.Duration, also ...func(why string)) (s
 		}
 	}
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	signal.Notify(sigs, emergencySignals...)
 	done := make(chan struct{})
 	go func() {
 		select {
 		case s := <-sigs:
 			first("got " + s.String())
 			emergencyReport("got "+s.String(), DeleteAll)
-			signal.Reset(syscall.SIGINT, syscall.SIGTERM)
+			signal.Reset(emergencySignals...)
+			if s == syscall.SIGQUIT {
+				// The runtime's own SIGQUIT: every goroutine's stack
+				// (what the go command's kill after -timeout is for),
+				// and exit status 2.
+				fmt.Fprintf(os.Stderr, "netdevsim: %v: the goroutine dump follows\n", s)
+				_ = syscall.Kill(os.Getpid(), syscall.SIGQUIT)
+				time.Sleep(10 * time.Second)
+			}
 			fmt.Fprintf(os.Stderr, "netdevsim: interrupted by %v\n", s)
 			os.Exit(2)
 		case <-done:

@@ -139,7 +139,8 @@ func TestNetdevsimKernelLifecycle(t *testing.T) {
 			assert.Equal(t, p.Name, l.Attrs().Name)
 			assert.Equal(t, fmt.Sprintf("netdevsim%d", c.d.ID), l.Attrs().ParentDev)
 			assert.Equal(t, "netdevsim", l.Attrs().ParentDevBus)
-			assert.Equal(t, c.queues, l.Attrs().NumRxQueues)
+			assert.Equal(t, c.queues, l.Attrs().NumRxQueues,
+				"rx queues of %s (0: the kernel sends no IFLA_NUM_RX_QUEUES, which rtnetlink reports only with CONFIG_RPS)", l.Attrs().Name)
 		}
 	}
 	host, err := netlink.LinkList()

@@ -32,7 +32,9 @@ import (
 
 	"github.com/netdev-go/busypolltest/busypoll"
 	"github.com/netdev-go/busypolltest/busypoll/irqs"
+	"github.com/netdev-go/busypolltest/busypoll/link"
 	"github.com/netdev-go/busypolltest/busypoll/napitrace"
+	"github.com/netdev-go/busypolltest/busypoll/netns"
 	"github.com/netdev-go/busypolltest/busypoll/port"
 	"github.com/netdev-go/busypolltest/busypoll/verdict"
 	"github.com/netdev-go/busypolltest/napi"
@@ -240,7 +242,7 @@ var baseNeeds = []napi.Feature{
 // pair is the two ends a scenario runs over: the server end, which receives
 // through the NAPI under test, and the client end.
 type pair struct {
-	server, client busypoll.Link
+	server, client link.Link
 	// manyNAPIs: the server may have several rx queues and NAPIs (nic);
 	// every one is configured and the data may come through any.
 	manyNAPIs bool
@@ -271,7 +273,7 @@ func (p pair) flap(t *testing.T) {
 type backend struct {
 	// setup builds a pair in two fresh namespaces. It skips (or, with
 	// strict, fails) when the backend is unavailable.
-	setup func(t *testing.T, cfg config, server, client *busypoll.NetNS) pair
+	setup func(t *testing.T, cfg config, server, client *netns.NetNS) pair
 	// showsSuspension: the device masks its rx notification while its NAPI
 	// is deferred or suspended, so IRQ suspension changes what busy polling
 	// finds, and check 4 compares suspension against a control.
@@ -294,18 +296,18 @@ var backends = map[string]backend{
 		"polling happened at all is checked"},
 }
 
-func setupVeth(t *testing.T, cfg config, server, client *busypoll.NetNS) pair {
+func setupVeth(t *testing.T, cfg config, server, client *netns.NetNS) pair {
 	t.Helper()
-	p, err := busypoll.NewVethPair(server, client,
+	p, err := link.NewVethPair(server, client,
 		netip.MustParsePrefix(serverPrefix), netip.MustParsePrefix(clientPrefix))
-	if errors.Is(err, busypoll.ErrNoVeth) {
+	if errors.Is(err, link.ErrNoVeth) {
 		unavailable(t, cfg, "%v", err)
 	}
 	require.NoError(t, err, "veth pair")
 	return pair{server: p.Server, client: p.Client}
 }
 
-func setupNetdevsim(t *testing.T, cfg config, server, client *busypoll.NetNS) pair {
+func setupNetdevsim(t *testing.T, cfg config, server, client *netns.NetNS) pair {
 	t.Helper()
 	if err := netdevsim.Available(); err != nil {
 		unavailable(t, cfg, "%v", err)
@@ -327,7 +329,7 @@ func setupNetdevsim(t *testing.T, cfg config, server, client *busypoll.NetNS) pa
 	ctx, cancel := context.WithTimeout(context.Background(), deviceDeadline)
 	defer cancel()
 	var devs [2]*netdevsim.Device
-	for i, ns := range []*busypoll.NetNS{server, client} {
+	for i, ns := range []*netns.NetNS{server, client} {
 		dev, err := bus.NewDevice(ctx, ns, 1, 1)
 		require.NoError(t, err, "create netdevsim device in %s", ns)
 		t.Cleanup(func() { assert.NoError(t, dev.Delete(), "delete netdevsim%d", dev.ID) })
@@ -338,13 +340,13 @@ func setupNetdevsim(t *testing.T, cfg config, server, client *busypoll.NetNS) pa
 	t.Cleanup(func() { assert.NoError(t, bus.Unlink(devs[0].Endpoint(0))) })
 	holdIfAsked(devs[0].ID, devs[1].ID)
 	var p pair
-	p.server, err = busypoll.NewLink(server, devs[0].Ports[0].IfIndex, netip.MustParsePrefix(serverPrefix))
+	p.server, err = link.New(server, devs[0].Ports[0].IfIndex, netip.MustParsePrefix(serverPrefix))
 	require.NoError(t, err)
-	p.client, err = busypoll.NewLink(client, devs[1].Ports[0].IfIndex, netip.MustParsePrefix(clientPrefix))
+	p.client, err = link.New(client, devs[1].Ports[0].IfIndex, netip.MustParsePrefix(clientPrefix))
 	require.NoError(t, err)
 	// As on veth: with TSO, netdevsim carries 64 KiB segments, ~40 packets
 	// per MiB, and busy polling has next to nothing to find.
-	require.NoError(t, client.Do(func() error { return busypoll.SetOffload(p.client.Name, busypoll.TSO, false) }))
+	require.NoError(t, client.Do(func() error { return link.SetOffload(p.client.Name, link.TSO, false) }))
 	require.NoError(t, p.server.WaitCarrier(deviceDeadline))
 	require.NoError(t, p.client.WaitCarrier(deviceDeadline))
 	return p
@@ -353,15 +355,15 @@ func setupNetdevsim(t *testing.T, cfg config, server, client *busypoll.NetNS) pa
 // setupNIC lends the two named ports to the namespaces (refusing ports in
 // use, changing nothing then) and gives them back as they were at cleanup,
 // and also on SIGINT, SIGTERM and before -test.timeout expires.
-func setupNIC(t *testing.T, cfg config, server, client *busypoll.NetNS) pair {
+func setupNIC(t *testing.T, cfg config, server, client *netns.NetNS) pair {
 	t.Helper()
 	var p pair
 	p.manyNAPIs = true
 	for _, end := range []struct {
 		name   string
-		ns     *busypoll.NetNS
+		ns     *netns.NetNS
 		prefix string
-		link   *busypoll.Link
+		link   *link.Link
 	}{{cfg.serverPort, server, serverPrefix, &p.server}, {cfg.clientPort, client, clientPrefix, &p.client}} {
 		loan, err := port.Prepare(end.name, end.ns)
 		require.NoError(t, err, "lend port %s to %s", end.name, end.ns)
@@ -375,13 +377,9 @@ func setupNIC(t *testing.T, cfg config, server, client *busypoll.NetNS) pair {
 		})
 		require.NoError(t, loan.Move(), "lend port %s to %s", end.name, end.ns)
 		t.Logf("nic: lent %v to %s", loan.Orig(), end.ns)
-		var idx int
-		require.NoError(t, end.ns.Do(func() error {
-			var err error
-			idx, err = busypoll.IndexOf(end.name)
-			return err
-		}), "find %s in %s after the move (its ifindex may have changed)", end.name, end.ns)
-		*end.link, err = busypoll.NewLink(end.ns, idx, netip.MustParsePrefix(end.prefix))
+		idx, err := link.IndexOf(end.ns, end.name)
+		require.NoError(t, err, "find %s in %s after the move (its ifindex may have changed)", end.name, end.ns)
+		*end.link, err = link.New(end.ns, idx, netip.MustParsePrefix(end.prefix))
 		require.NoError(t, err)
 		if end.ns == server {
 			p.loan, p.busDevice = loan, loan.Orig().Device
@@ -390,8 +388,8 @@ func setupNIC(t *testing.T, cfg config, server, client *busypoll.NetNS) pair {
 	// As on veth: GRO on at the server (veth stand-ins have a NAPI only
 	// then), TSO off at the client, so that packets reach the server's NAPI
 	// one by one.
-	require.NoError(t, server.Do(func() error { return busypoll.SetOffload(p.server.Name, busypoll.GRO, true) }))
-	require.NoError(t, client.Do(func() error { return busypoll.SetOffload(p.client.Name, busypoll.TSO, false) }))
+	require.NoError(t, server.Do(func() error { return link.SetOffload(p.server.Name, link.GRO, true) }))
+	require.NoError(t, client.Do(func() error { return link.SetOffload(p.client.Name, link.TSO, false) }))
 	require.NoError(t, p.server.WaitCarrier(deviceDeadline))
 	require.NoError(t, p.client.WaitCarrier(deviceDeadline))
 	return p
@@ -622,9 +620,9 @@ func seedFor(t *testing.T) uint64 {
 	return v
 }
 
-func newNetNS(t *testing.T, label string) *busypoll.NetNS {
+func newNetNS(t *testing.T, label string) *netns.NetNS {
 	t.Helper()
-	ns, err := busypoll.NewNetNS(label)
+	ns, err := netns.New(label)
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, ns.Close()) })
 	return ns
@@ -1207,7 +1205,7 @@ func checkTransfer(t *testing.T, cfg config, label string, sc scenario, ids []ui
 	assert.NoError(t, verdict.NAPI(res.stats.NAPIID, ids...), "%s: check 3, the NAPI", label)
 }
 
-func readCounters(t *testing.T, ns *busypoll.NetNS) busypoll.Counters {
+func readCounters(t *testing.T, ns *netns.NetNS) busypoll.Counters {
 	t.Helper()
 	var c busypoll.Counters
 	require.NoError(t, ns.Do(func() error {

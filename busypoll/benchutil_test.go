@@ -19,6 +19,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/netdev-go/busypolltest/busypoll"
+	"github.com/netdev-go/busypolltest/busypoll/link"
+	"github.com/netdev-go/busypolltest/busypoll/netns"
 	"github.com/netdev-go/busypolltest/napi"
 )
 
@@ -37,7 +39,7 @@ const benchTimeout = 60 * time.Second
 // with a netdev netlink client in the server namespace and the server end's
 // only NAPI.
 type benchEnv struct {
-	server, client busypoll.Link
+	server, client link.Link
 	nc             *napi.Client
 	napiID         uint32
 	// defaults are the NAPI's settings as the device came up.
@@ -75,7 +77,7 @@ func newBenchEnv(b *testing.B) *benchEnv {
 		skipBench(b, "%v", err)
 	}
 
-	p, err := busypoll.NewVethPair(server, client, benchServerPrefix, benchClientPrefix)
+	p, err := link.NewVethPair(server, client, benchServerPrefix, benchClientPrefix)
 	if err != nil {
 		b.Fatalf("veth pair: %v", err)
 	}
@@ -108,9 +110,9 @@ func skipBench(b *testing.B, format string, args ...any) {
 	b.Skipf(format, args...)
 }
 
-func newBenchNetNS(b *testing.B, label string) *busypoll.NetNS {
+func newBenchNetNS(b *testing.B, label string) *netns.NetNS {
 	b.Helper()
-	ns, err := busypoll.NewNetNS(label)
+	ns, err := netns.New(label)
 	if err != nil {
 		b.Fatalf("%v", err)
 	}

@@ -12,7 +12,7 @@ import (
 
 // The calling thread's view of /proc/net. /proc/self/net (and /proc/net)
 // show the namespace of the process's main thread instead, which is not the
-// one a goroutine locked inside a NetNS runs in.
+// one a goroutine locked inside a netns.NetNS runs in.
 const (
 	netstatPath = "/proc/thread-self/net/netstat"
 	snmpPath    = "/proc/thread-self/net/snmp"
@@ -29,9 +29,10 @@ type Counters struct {
 }
 
 // ReadCounters reads the counters of the calling thread's network namespace
-// from /proc/thread-self/net. Run it inside NetNS.Do to read a namespace's
-// counters; on an unlocked goroutine it reads those of whichever thread it
-// runs on, which is the process's namespace.
+// from /proc/thread-self/net. Run it inside the Do of a busypoll/netns
+// namespace to read that namespace's counters; on an unlocked goroutine it
+// reads those of whichever thread it runs on, which is the process's
+// namespace.
 func ReadCounters() (Counters, error) {
 	var c Counters
 	if err := readCounter(netstatPath, "TcpExt", "BusyPollRxPackets", &c.BusyPollRxPackets); err != nil {

@@ -148,7 +148,7 @@ type Receiver struct {
 // selftest does).
 //
 // The socket is created in the calling thread's network namespace: to
-// listen inside a NetNS, call Listen inside NetNS.Do.
+// listen inside a netns.NetNS, call Listen inside its Do.
 func Listen(cfg ReceiverConfig) (*Receiver, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {

@@ -20,7 +20,7 @@ const sendBufferSize = 1 << 20
 // the connect or the copy, and Send returns ctx.Err().
 //
 // The socket is created in the calling thread's network namespace: to send
-// from a NetNS, call Send inside NetNS.Do.
+// from a netns.NetNS, call Send inside its Do.
 func Send(ctx context.Context, addr netip.AddrPort, src io.Reader) (int64, error) {
 	conn, err := dial(ctx, addr)
 	if err != nil {

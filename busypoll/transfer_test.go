@@ -4,17 +4,42 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"net/netip"
+	"os"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
+
+	"github.com/netdev-go/busypolltest/busypoll/link"
+	"github.com/netdev-go/busypolltest/busypoll/netns"
 )
 
+// needRootNetNS skips a test that creates namespaces unless it may.
+func needRootNetNS(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("skipped with -short: creates network namespaces")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (CAP_SYS_ADMIN) to create network namespaces")
+	}
+}
+
+// newTestNetNS creates a namespace that is released when the test ends.
+func newTestNetNS(t *testing.T, label string) *netns.NetNS {
+	t.Helper()
+	ns, err := netns.New(label)
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, ns.Close()) })
+	return ns
+}
+
 // countersIn reads the counters of ns from a thread inside it.
-func countersIn(t *testing.T, ns *NetNS) Counters {
+func countersIn(t *testing.T, ns *netns.NetNS) Counters {
 	t.Helper()
 	var c Counters
 	require.NoError(t, ns.Do(func() (err error) {
@@ -44,8 +69,10 @@ func TestTransferBetweenNamespaces(t *testing.T) {
 			srv := newTestNetNS(t, "xfer-sv")
 			cli := newTestNetNS(t, "xfer-cl")
 			idle := newTestNetNS(t, "xfer-idle")
-			_, err := NewVethPair(srv, cli, tt.server, tt.client)
-			skipIfNoVeth(t, err)
+			_, err := link.NewVethPair(srv, cli, tt.server, tt.client)
+			if errors.Is(err, link.ErrNoVeth) {
+				t.Skipf("%v", err)
+			}
 			require.NoError(t, err)
 
 			// Fresh namespaces have received no TCP at all.

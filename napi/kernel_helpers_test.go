@@ -10,7 +10,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/netdev-go/busypolltest/busypoll"
+	"github.com/netdev-go/busypolltest/busypoll/link"
+	"github.com/netdev-go/busypolltest/busypoll/netns"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 )
@@ -28,8 +29,8 @@ func requireRoot(t *testing.T) {
 
 // testVeth is a veth pair between two namespaces that the test created.
 type testVeth struct {
-	server, client *busypoll.NetNS
-	pair           busypoll.VethPair
+	server, client *netns.NetNS
+	pair           link.VethPair
 }
 
 // newTestVeth creates two namespaces and a veth pair across them with GRO on
@@ -37,16 +38,16 @@ type testVeth struct {
 // at the end of the test.
 func newTestVeth(t *testing.T) testVeth {
 	t.Helper()
-	server, err := busypoll.NewNetNS("napi-sv")
+	server, err := netns.New("napi-sv")
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = server.Close() })
-	client, err := busypoll.NewNetNS("napi-cl")
+	client, err := netns.New("napi-cl")
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = client.Close() })
 
-	pair, err := busypoll.NewVethPair(server, client,
+	pair, err := link.NewVethPair(server, client,
 		netip.MustParsePrefix("10.77.0.1/24"), netip.MustParsePrefix("10.77.0.2/24"))
-	if errors.Is(err, busypoll.ErrNoVeth) {
+	if errors.Is(err, link.ErrNoVeth) {
 		t.Skipf("%v", err)
 	}
 	require.NoError(t, err)
@@ -78,7 +79,7 @@ func newKernelNAPI(t *testing.T) (testVeth, *Client, Features, NAPI) {
 }
 
 // dialIn dials a Client in ns and closes it at the end of the test.
-func dialIn(t *testing.T, ns *busypoll.NetNS) *Client {
+func dialIn(t *testing.T, ns *netns.NetNS) *Client {
 	t.Helper()
 	c, err := Dial(ns.FD())
 	require.NoError(t, err, "dial netdev in %s", ns)

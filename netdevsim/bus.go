@@ -51,8 +51,8 @@ const (
 )
 
 // Namespace is a network namespace held by a file descriptor of this process.
-// busypoll.NetNS satisfies it. A nil Namespace means the namespace of the
-// calling goroutine's thread.
+// busypoll/netns.NetNS satisfies it. A nil Namespace means the namespace of
+// the calling goroutine's thread.
 type Namespace interface {
 	// FD returns the namespace's file descriptor (a nsfs fd, as from
 	// /proc/PID/ns/net), valid while the Namespace is open.

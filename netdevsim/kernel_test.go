@@ -17,7 +17,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/netdev-go/busypolltest/busypoll"
+	"github.com/netdev-go/busypolltest/busypoll/netns"
 	"github.com/netdev-go/busypolltest/netdevsim"
 )
 
@@ -53,9 +53,9 @@ func reap(t *testing.T, bus *netdevsim.Bus) {
 
 // newNS creates a namespace closed at cleanup, with an rtnetlink handle
 // opened inside it.
-func newNS(t *testing.T, label string) (*busypoll.NetNS, *netlink.Handle) {
+func newNS(t *testing.T, label string) (*netns.NetNS, *netlink.Handle) {
 	t.Helper()
-	ns, err := busypoll.NewNetNS(label)
+	ns, err := netns.New(label)
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, ns.Close()) })
 	var h *netlink.Handle

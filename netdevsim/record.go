@@ -195,8 +195,6 @@ func (b *Bus) ledger() (*ledger, error) {
 	return l, nil
 }
 
-func (l *ledger) path() string { return filepath.Join(l.dir, l.who.name()) }
-
 // add records device id of bus root, durably, before it is created.
 func (l *ledger) add(root string, id int) error {
 	l.mu.Lock()

@@ -15,7 +15,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/netdev-go/busypolltest/busypoll"
+	"github.com/netdev-go/busypolltest/busypoll/link"
 	"github.com/netdev-go/busypolltest/busypoll/napitrace"
+	"github.com/netdev-go/busypolltest/busypoll/netns"
 	"github.com/netdev-go/busypolltest/napi"
 )
 
@@ -71,14 +73,14 @@ func TestKernelThreadedNAPI(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: creates network namespaces, napi-set, tracefs")
 	}
-	server, err := busypoll.NewNetNS("trace-sv")
+	server, err := netns.New("trace-sv")
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = server.Close() })
-	client, err := busypoll.NewNetNS("trace-cl")
+	client, err := netns.New("trace-cl")
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = client.Close() })
-	pair, err := busypoll.NewVethPair(server, client, netip.MustParsePrefix("10.78.0.1/24"), netip.MustParsePrefix("10.78.0.2/24"))
-	if errors.Is(err, busypoll.ErrNoVeth) {
+	pair, err := link.NewVethPair(server, client, netip.MustParsePrefix("10.78.0.1/24"), netip.MustParsePrefix("10.78.0.2/24"))
+	if errors.Is(err, link.ErrNoVeth) {
 		t.Skip(err)
 	}
 	require.NoError(t, err)
@@ -122,7 +124,7 @@ func TestKernelThreadedNAPI(t *testing.T) {
 	assert.GreaterOrEqual(t, work[int(n.PID)], (rx1-rx0)*9/10, "the thread polled the packets the device received")
 }
 
-func sendSome(t *testing.T, server, client *busypoll.NetNS, pair busypoll.VethPair) {
+func sendSome(t *testing.T, server, client *netns.NetNS, pair link.VethPair) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -21,10 +21,11 @@ import (
 	"sync"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
+	vnetns "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
-	"github.com/netdev-go/busypolltest/busypoll"
+	"github.com/netdev-go/busypolltest/busypoll/link"
+	"github.com/netdev-go/busypolltest/busypoll/netns"
 	"github.com/netdev-go/busypolltest/napi"
 )
 
@@ -62,7 +63,7 @@ func (s State) String() string {
 // Inspect reads the state of the port name in the calling thread's network
 // namespace and returns an error matching ErrInUse if it is in use.
 func Inspect(name string) (State, error) {
-	link, err := netlink.LinkByName(name)
+	dev, err := netlink.LinkByName(name)
 	if err != nil {
 		var nf netlink.LinkNotFoundError
 		if errors.As(err, &nf) {
@@ -70,13 +71,13 @@ func Inspect(name string) (State, error) {
 		}
 		return State{}, fmt.Errorf("port: find %q: %w", name, err)
 	}
-	a := link.Attrs()
+	a := dev.Attrs()
 	st := State{Name: a.Name, Index: a.Index, Up: a.Flags&net.FlagUp != 0, MTU: a.MTU}
 	if target, err := os.Readlink(filepath.Join("/sys/class/net", name, "device")); err == nil {
 		st.Device = filepath.Base(target)
 	}
-	if gro, err := busypoll.GetOffload(name, busypoll.GRO); err == nil {
-		if tso, err := busypoll.GetOffload(name, busypoll.TSO); err == nil {
+	if gro, err := link.GetOffload(name, link.GRO); err == nil {
+		if tso, err := link.GetOffload(name, link.TSO); err == nil {
 			st.GRO, st.TSO, st.HasOffloads = gro, tso, true
 		}
 	}
@@ -87,7 +88,7 @@ func Inspect(name string) (State, error) {
 	if a.MasterIndex != 0 {
 		use = append(use, fmt.Sprintf("it belongs to the device with ifindex %d (a bridge or bond)", a.MasterIndex))
 	}
-	addrs, err := netlink.AddrList(link, netlink.FAMILY_ALL)
+	addrs, err := netlink.AddrList(dev, netlink.FAMILY_ALL)
 	if err != nil {
 		return st, fmt.Errorf("port: list the addresses of %s: %w", name, err)
 	}
@@ -125,8 +126,8 @@ func automatic(n *net.IPNet) bool {
 // Loan is a port lent to a namespace.
 type Loan struct {
 	orig  State
-	ns    *busypoll.NetNS
-	home  netns.NsHandle // the namespace the port came from
+	ns    *netns.NetNS
+	home  vnetns.NsHandle // the namespace the port came from
 	napis []napiSettings
 
 	mu       sync.Mutex
@@ -147,7 +148,7 @@ func (l *Loan) Orig() State { return l.orig }
 // Lend checks the port name in the calling thread's namespace (Inspect),
 // records its state and moves it into ns. The port keeps its name there; its
 // ifindex may change (look it up by name in ns). Return gives it back.
-func Lend(name string, ns *busypoll.NetNS) (*Loan, error) {
+func Lend(name string, ns *netns.NetNS) (*Loan, error) {
 	l, err := Prepare(name, ns)
 	if err != nil {
 		return nil, err
@@ -158,13 +159,13 @@ func Lend(name string, ns *busypoll.NetNS) (*Loan, error) {
 // Prepare is the first half of Lend: it checks the port and records its
 // state, so that the caller can register l.Return for emergencies before
 // Move moves the port. Return of a loan that did not move gives nothing back.
-func Prepare(name string, ns *busypoll.NetNS) (*Loan, error) {
+func Prepare(name string, ns *netns.NetNS) (*Loan, error) {
 	st, err := Inspect(name)
 	if err != nil {
 		return nil, err
 	}
 	runtime.LockOSThread()
-	home, err := netns.Get()
+	home, err := vnetns.Get()
 	runtime.UnlockOSThread()
 	if err != nil {
 		return nil, fmt.Errorf("port: open the current network namespace: %w", err)
@@ -181,15 +182,15 @@ func (l *Loan) Move() error {
 	if l.returned {
 		return fmt.Errorf("port: %s: the loan was already given back", name)
 	}
-	link, err := netlink.LinkByName(name)
+	dev, err := netlink.LinkByName(name)
 	if err != nil {
 		return fmt.Errorf("port: find %q: %w", name, err)
 	}
 	fd := l.ns.FD()
 	if fd < 0 {
-		return fmt.Errorf("port: lend %s: %w", name, busypoll.ErrNetNSClosed)
+		return fmt.Errorf("port: lend %s: %w", name, netns.ErrClosed)
 	}
-	if err := netlink.LinkSetNsFd(link, fd); err != nil {
+	if err := netlink.LinkSetNsFd(dev, fd); err != nil {
 		return fmt.Errorf("port: move %s into %s: %w", name, l.ns, err)
 	}
 	l.moved = true
@@ -248,19 +249,19 @@ func (l *Loan) giveBack() error {
 				c.Close()
 			}
 		}
-		link, err := netlink.LinkByName(name)
+		dev, err := netlink.LinkByName(name)
 		if err != nil {
 			return fmt.Errorf("port: find %s in %s to give it back: %w", name, l.ns, err)
 		}
-		if err := netlink.LinkSetDown(link); err != nil {
+		if err := netlink.LinkSetDown(dev); err != nil {
 			errs = append(errs, fmt.Errorf("port: take %s down: %w", name, err))
 		}
-		if err := netlink.LinkSetNsFd(link, int(l.home)); err != nil {
+		if err := netlink.LinkSetNsFd(dev, int(l.home)); err != nil {
 			return fmt.Errorf("port: move %s back: %w", name, err)
 		}
 		return nil
 	})
-	if errors.Is(err, busypoll.ErrNetNSClosed) {
+	if errors.Is(err, netns.ErrClosed) {
 		// The namespace is gone: a physical device is back home already,
 		// a virtual one is gone with it.
 		err = fmt.Errorf("port: %s: its namespace was closed before the port was given back: %w", name, err)
@@ -276,31 +277,31 @@ func (l *Loan) giveBack() error {
 
 // restore puts back st in the calling thread's namespace and checks it.
 func restore(st State) error {
-	link, err := netlink.LinkByName(st.Name)
+	dev, err := netlink.LinkByName(st.Name)
 	if err != nil {
 		return fmt.Errorf("port: find %s after moving it back: %w", st.Name, err)
 	}
 	var errs []error
-	if link.Attrs().MTU != st.MTU {
-		if err := netlink.LinkSetMTU(link, st.MTU); err != nil {
+	if dev.Attrs().MTU != st.MTU {
+		if err := netlink.LinkSetMTU(dev, st.MTU); err != nil {
 			errs = append(errs, fmt.Errorf("port: restore the MTU of %s to %d: %w", st.Name, st.MTU, err))
 		}
 	}
 	if st.HasOffloads {
 		for _, o := range []struct {
-			off busypoll.Offload
+			off link.Offload
 			on  bool
-		}{{busypoll.GRO, st.GRO}, {busypoll.TSO, st.TSO}} {
-			if on, err := busypoll.GetOffload(st.Name, o.off); err == nil && on == o.on {
+		}{{link.GRO, st.GRO}, {link.TSO, st.TSO}} {
+			if on, err := link.GetOffload(st.Name, o.off); err == nil && on == o.on {
 				continue
 			}
-			if err := busypoll.SetOffload(st.Name, o.off, o.on); err != nil {
+			if err := link.SetOffload(st.Name, o.off, o.on); err != nil {
 				errs = append(errs, fmt.Errorf("port: restore %v of %s: %w", o.off, st.Name, err))
 			}
 		}
 	}
 	if st.Up {
-		if err := netlink.LinkSetUp(link); err != nil {
+		if err := netlink.LinkSetUp(dev); err != nil {
 			errs = append(errs, fmt.Errorf("port: bring %s up again: %w", st.Name, err))
 		}
 	}

@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/vishvananda/netlink"
 
-	"github.com/netdev-go/busypolltest/busypoll"
+	"github.com/netdev-go/busypolltest/busypoll/netns"
 	"github.com/netdev-go/busypolltest/busypoll/port"
 )
 
@@ -47,7 +47,7 @@ func withStandIn(t *testing.T, f func(a, b string)) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: creates network namespaces and moves devices")
 	}
-	home, err := busypoll.NewNetNS("port-home")
+	home, err := netns.New("port-home")
 	require.NoError(t, err)
 	defer home.Close()
 	a := fmt.Sprintf("pt%06x", rand.Uint32()&0xffffff)
@@ -74,7 +74,7 @@ func TestKernelLendAndReturn(t *testing.T) {
 		require.NoError(t, err, "an up port with only the kernel's link-local address is idle")
 		assert.True(t, before.Up)
 
-		ns, err := busypoll.NewNetNS("port-lent")
+		ns, err := netns.New("port-lent")
 		require.NoError(t, err)
 		defer ns.Close()
 		loan, err := port.Lend(b, ns)
@@ -106,7 +106,7 @@ func TestKernelRefusesPortInUse(t *testing.T) {
 		link, err := netlink.LinkByName(a)
 		require.NoError(t, err)
 		require.NoError(t, netlink.AddrAdd(link, &netlink.Addr{IPNet: &net.IPNet{IP: net.IPv4(192, 0, 2, 1), Mask: net.CIDRMask(24, 32)}}))
-		ns, err := busypoll.NewNetNS("port-refused")
+		ns, err := netns.New("port-refused")
 		require.NoError(t, err)
 		defer ns.Close()
 		_, err = port.Lend(a, ns)

@@ -1,4 +1,9 @@
-package busypoll
+// Package link sets up the network devices the tests run over, through the
+// rtnetlink handle of their namespace: a veth pair between two namespaces
+// (VethPair), an existing device taken into use (Link: address, up/down,
+// carrier, rx packets), and the two offloads the suite switches (GRO, TSO)
+// through the ethtool ioctl.
+package link
 
 import (
 	"errors"
@@ -8,6 +13,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/netdev-go/busypolltest/busypoll/netns"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -37,7 +43,7 @@ const linkUpTimeout = 5 * time.Second
 
 // Link is one network device in a namespace.
 type Link struct {
-	NS    *NetNS
+	NS    *netns.NetNS
 	Name  string
 	Index int
 	Addr  netip.Prefix
@@ -55,19 +61,19 @@ type VethPair struct {
 // at the client (TCP would otherwise hand veth 64 KiB segments that bypass
 // GRO), brings both ends and both loopbacks up, and waits until both ends
 // report a carrier. The pair disappears with the namespaces.
-func NewVethPair(server, client *NetNS, serverAddr, clientAddr netip.Prefix) (VethPair, error) {
+func NewVethPair(server, client *netns.NetNS, serverAddr, clientAddr netip.Prefix) (VethPair, error) {
 	for _, a := range []netip.Prefix{serverAddr, clientAddr} {
 		if !a.IsValid() {
-			return VethPair{}, fmt.Errorf("busypoll: veth address %v is not a valid prefix", a)
+			return VethPair{}, fmt.Errorf("link: veth address %v is not a valid prefix", a)
 		}
 	}
 	clientFD := client.FD()
 	if clientFD < 0 {
-		return VethPair{}, fmt.Errorf("%w: %s", ErrNetNSClosed, client)
+		return VethPair{}, fmt.Errorf("%w: %s", netns.ErrClosed, client)
 	}
 	var serverIndex, clientIndex int
 	serverName, clientName := vethNames()
-	err := server.Do(func() error {
+	err := server.Netlink(func(h *netlink.Handle) error {
 		veth := &netlink.Veth{
 			LinkAttrs: netlink.LinkAttrs{
 				Name:        serverName,
@@ -77,37 +83,35 @@ func NewVethPair(server, client *NetNS, serverAddr, clientAddr netip.Prefix) (Ve
 			PeerName:      clientName,
 			PeerNamespace: netlink.NsFd(clientFD),
 		}
-		if err := netlink.LinkAdd(veth); err != nil {
+		if err := h.LinkAdd(veth); err != nil {
 			if errors.Is(err, unix.EOPNOTSUPP) {
 				err = fmt.Errorf("%w: %v", ErrNoVeth, err)
 			}
-			return fmt.Errorf("busypoll: create veth %s (in %s) / %s (in %s): %w",
+			return fmt.Errorf("link: create veth %s (in %s) / %s (in %s): %w",
 				serverName, server, clientName, client, err)
 		}
-		var err error
-		if serverIndex, err = indexOf(server, serverName); err != nil {
-			return err
-		}
-		return SetOffload(serverName, GRO, true)
+		return nil
 	})
 	if err != nil {
 		return VethPair{}, err
 	}
-	err = client.Do(func() error {
-		var err error
-		if clientIndex, err = indexOf(client, clientName); err != nil {
-			return err
-		}
-		return SetOffload(clientName, TSO, false)
-	})
-	if err != nil {
+	if serverIndex, err = IndexOf(server, serverName); err != nil {
+		return VethPair{}, err
+	}
+	if clientIndex, err = IndexOf(client, clientName); err != nil {
+		return VethPair{}, err
+	}
+	if err := server.Do(func() error { return SetOffload(serverName, GRO, true) }); err != nil {
+		return VethPair{}, err
+	}
+	if err := client.Do(func() error { return SetOffload(clientName, TSO, false) }); err != nil {
 		return VethPair{}, err
 	}
 	var p VethPair
-	if p.Server, err = NewLink(server, serverIndex, serverAddr); err != nil {
+	if p.Server, err = New(server, serverIndex, serverAddr); err != nil {
 		return VethPair{}, err
 	}
-	if p.Client, err = NewLink(client, clientIndex, clientAddr); err != nil {
+	if p.Client, err = New(client, clientIndex, clientAddr); err != nil {
 		return VethPair{}, err
 	}
 	for _, l := range []*Link{&p.Server, &p.Client} {
@@ -118,18 +122,18 @@ func NewVethPair(server, client *NetNS, serverAddr, clientAddr netip.Prefix) (Ve
 	return p, nil
 }
 
-// NewLink takes the existing device ifindex in ns into use for a test: it
+// New takes the existing device ifindex in ns into use for a test: it
 // assigns addr, brings the device and the namespace's loopback up, and returns
 // the device with its name. It does not wait for a carrier (WaitCarrier).
-func NewLink(ns *NetNS, ifindex int, addr netip.Prefix) (Link, error) {
+func New(ns *netns.NetNS, ifindex int, addr netip.Prefix) (Link, error) {
 	l := Link{NS: ns, Index: ifindex, Addr: addr}
 	if !addr.IsValid() {
-		return Link{}, fmt.Errorf("busypoll: address %v for ifindex %d is not a valid prefix", addr, ifindex)
+		return Link{}, fmt.Errorf("link: address %v for ifindex %d is not a valid prefix", addr, ifindex)
 	}
-	err := ns.Do(func() error {
-		link, err := netlink.LinkByIndex(ifindex)
+	err := ns.Netlink(func(h *netlink.Handle) error {
+		link, err := h.LinkByIndex(ifindex)
 		if err != nil {
-			return fmt.Errorf("busypoll: find ifindex %d in %s: %w", ifindex, ns, err)
+			return fmt.Errorf("link: find ifindex %d in %s: %w", ifindex, ns, err)
 		}
 		name := link.Attrs().Name
 		l.Name = name
@@ -141,16 +145,16 @@ func NewLink(ns *NetNS, ifindex int, addr netip.Prefix) (Link, error) {
 			// No duplicate address detection: the address must work at once.
 			a.Flags = unix.IFA_F_NODAD
 		}
-		if err := netlink.AddrAdd(link, a); err != nil {
-			return fmt.Errorf("busypoll: add %v to %s in %s: %w", addr, name, ns, err)
+		if err := h.AddrAdd(link, a); err != nil {
+			return fmt.Errorf("link: add %v to %s in %s: %w", addr, name, ns, err)
 		}
-		if lo, err := netlink.LinkByName("lo"); err == nil {
-			if err := netlink.LinkSetUp(lo); err != nil {
-				return fmt.Errorf("busypoll: bring lo up in %s: %w", ns, err)
+		if lo, err := h.LinkByName("lo"); err == nil {
+			if err := h.LinkSetUp(lo); err != nil {
+				return fmt.Errorf("link: bring lo up in %s: %w", ns, err)
 			}
 		}
-		if err := netlink.LinkSetUp(link); err != nil {
-			return fmt.Errorf("busypoll: bring %s up in %s: %w", name, ns, err)
+		if err := h.LinkSetUp(link); err != nil {
+			return fmt.Errorf("link: bring %s up in %s: %w", name, ns, err)
 		}
 		return nil
 	})
@@ -160,49 +164,43 @@ func NewLink(ns *NetNS, ifindex int, addr netip.Prefix) (Link, error) {
 	return l, nil
 }
 
-// IndexOf returns the ifindex of the device name in the calling thread's
-// namespace (call it inside NetNS.Do).
-func IndexOf(name string) (int, error) {
-	link, err := netlink.LinkByName(name)
-	if err != nil {
-		return 0, fmt.Errorf("busypoll: find %s: %w", name, err)
-	}
-	return link.Attrs().Index, nil
+// IndexOf returns the ifindex of the device name in ns.
+func IndexOf(ns *netns.NetNS, name string) (int, error) {
+	var index int
+	err := ns.Netlink(func(h *netlink.Handle) error {
+		link, err := h.LinkByName(name)
+		if err != nil {
+			return fmt.Errorf("link: find %s in %s: %w", name, ns, err)
+		}
+		index = link.Attrs().Index
+		return nil
+	})
+	return index, err
 }
 
-// indexOf returns the ifindex of name in the calling thread's namespace.
-func indexOf(ns *NetNS, name string) (int, error) {
-	link, err := netlink.LinkByName(name)
+// find looks the link up by its ifindex through the handle of its namespace.
+func (l Link) find(h *netlink.Handle) (netlink.Link, error) {
+	link, err := h.LinkByIndex(l.Index)
 	if err != nil {
-		return 0, fmt.Errorf("busypoll: find %s in %s: %w", name, ns, err)
-	}
-	return link.Attrs().Index, nil
-}
-
-// find looks the link up by its ifindex in the calling thread's namespace
-// (call it inside l.NS.Do).
-func (l Link) find() (netlink.Link, error) {
-	link, err := netlink.LinkByIndex(l.Index)
-	if err != nil {
-		return nil, fmt.Errorf("busypoll: find %s (ifindex %d) in %s: %w", l.Name, l.Index, l.NS, err)
+		return nil, fmt.Errorf("link: find %s (ifindex %d) in %s: %w", l.Name, l.Index, l.NS, err)
 	}
 	return link, nil
 }
 
 // SetUp brings the link up (true) or down (false).
 func (l Link) SetUp(up bool) error {
-	return l.NS.Do(func() error {
-		link, err := l.find()
+	return l.NS.Netlink(func(h *netlink.Handle) error {
+		link, err := l.find(h)
 		if err != nil {
 			return err
 		}
 		if up {
-			err = netlink.LinkSetUp(link)
+			err = h.LinkSetUp(link)
 		} else {
-			err = netlink.LinkSetDown(link)
+			err = h.LinkSetDown(link)
 		}
 		if err != nil {
-			return fmt.Errorf("busypoll: set %s in %s up=%v: %w", l.Name, l.NS, up, err)
+			return fmt.Errorf("link: set %s in %s up=%v: %w", l.Name, l.NS, up, err)
 		}
 		return nil
 	})
@@ -217,8 +215,8 @@ func (l Link) WaitCarrier(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		var flags uint32
-		err := l.NS.Do(func() error {
-			link, err := l.find()
+		err := l.NS.Netlink(func(h *netlink.Handle) error {
+			link, err := l.find(h)
 			if err != nil {
 				return err
 			}
@@ -233,7 +231,7 @@ func (l Link) WaitCarrier(timeout time.Duration) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("busypoll: %s in %s: %w after %v (flags %#x, want IFF_UP|IFF_LOWER_UP)",
+			return fmt.Errorf("link: %s in %s: %w after %v (flags %#x, want IFF_UP|IFF_LOWER_UP)",
 				l.Name, l.NS, errNoCarrier, timeout, flags)
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -244,13 +242,13 @@ func (l Link) WaitCarrier(timeout time.Duration) error {
 // rtnetlink rx_packets), counted before GRO merges them.
 func (l Link) RxPackets() (uint64, error) {
 	var n uint64
-	err := l.NS.Do(func() error {
-		link, err := l.find()
+	err := l.NS.Netlink(func(h *netlink.Handle) error {
+		link, err := l.find(h)
 		if err != nil {
 			return err
 		}
 		if link.Attrs().Statistics == nil {
-			return fmt.Errorf("busypoll: %s in %s reports no statistics", l.Name, l.NS)
+			return fmt.Errorf("link: %s in %s reports no statistics", l.Name, l.NS)
 		}
 		n = link.Attrs().Statistics.RxPackets
 		return nil

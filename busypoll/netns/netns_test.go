@@ -1,8 +1,6 @@
-package busypoll
+package netns
 
 import (
-	"errors"
-	"net/netip"
 	"os"
 	"runtime"
 	"strings"
@@ -11,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -25,18 +24,10 @@ func needRootNetNS(t *testing.T) {
 	}
 }
 
-// skipIfNoVeth skips when NewVethPair failed because the kernel has no veth.
-func skipIfNoVeth(t *testing.T, err error) {
-	t.Helper()
-	if errors.Is(err, ErrNoVeth) {
-		t.Skipf("%v", err)
-	}
-}
-
 // newTestNetNS creates a namespace that is released when the test ends.
 func newTestNetNS(t *testing.T, label string) *NetNS {
 	t.Helper()
-	ns, err := NewNetNS(label)
+	ns, err := New(label)
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, ns.Close()) })
 	return ns
@@ -125,7 +116,7 @@ func TestNetNSDoGoexitIsAnError(t *testing.T) {
 		})
 		require.True(t, ran)
 		require.ErrorIs(t, err, ErrGoexit)
-		assert.ErrorContains(t, err, "busypoll: namespace goexit-")
+		assert.ErrorContains(t, err, "netns: namespace goexit-")
 		assert.ErrorContains(t, err, "called runtime.Goexit")
 	}
 	assert.NoError(t, ns.Do(func() error { return nil }), "the namespace stays usable")
@@ -155,7 +146,7 @@ func TestNetNSDoErrorOfNestedGoexitIsNotRewrapped(t *testing.T) {
 		return ns.Do(func() error { runtime.Goexit(); return nil })
 	})
 	require.ErrorIs(t, err, ErrGoexit)
-	assert.Equal(t, 1, strings.Count(err.Error(), "busypoll: namespace"), "%v", err)
+	assert.Equal(t, 1, strings.Count(err.Error(), "netns: namespace"), "%v", err)
 }
 
 func TestNetNSDoReturnsError(t *testing.T) {
@@ -167,13 +158,13 @@ func TestNetNSDoReturnsError(t *testing.T) {
 
 func TestNetNSClose(t *testing.T) {
 	needRootNetNS(t)
-	ns, err := NewNetNS("close")
+	ns, err := New("close")
 	require.NoError(t, err)
 	assert.Contains(t, ns.String(), "close-")
 	require.NoError(t, ns.Close())
 	assert.NoError(t, ns.Close(), "Close is idempotent")
 	assert.Equal(t, -1, ns.FD())
-	assert.ErrorIs(t, ns.Do(func() error { return nil }), ErrNetNSClosed)
+	assert.ErrorIs(t, ns.Do(func() error { return nil }), ErrClosed)
 }
 
 func TestNetNSLabelsAreUnique(t *testing.T) {
@@ -184,61 +175,36 @@ func TestNetNSLabelsAreUnique(t *testing.T) {
 	assert.NotEqual(t, fdInode(t, a.FD()), fdInode(t, b.FD()))
 }
 
-func TestNewVethPair(t *testing.T) {
+func TestNetlinkAfterClose(t *testing.T) {
 	needRootNetNS(t)
-	srv := newTestNetNS(t, "veth-sv")
-	cli := newTestNetNS(t, "veth-cl")
-	p, err := NewVethPair(srv, cli,
-		netip.MustParsePrefix("10.111.0.1/24"), netip.MustParsePrefix("10.111.0.2/24"))
-	skipIfNoVeth(t, err)
+	ns, err := New("netlink-close")
 	require.NoError(t, err)
-	assert.NotZero(t, p.Server.Index)
-	assert.NotZero(t, p.Client.Index)
-
-	for _, c := range []struct {
-		link Link
-		o    Offload
-		want uint32
-	}{
-		{p.Server, GRO, 1},
-		{p.Client, TSO, 0},
-	} {
-		var got uint32
-		require.NoError(t, c.link.NS.Do(func() error {
-			fd, err := ethtoolSocket()
-			if err != nil {
-				return err
-			}
-			defer unix.Close(fd)
-			return ethtoolValueIoctl(fd, c.link.Name, offloadCmds[c.o].get, &got)
-		}))
-		assert.Equal(t, c.want, got, "%s of %s", c.o, c.link.Name)
-	}
-
-	// A link flap: down loses the carrier, up gets it back.
-	require.NoError(t, p.Server.SetUp(false))
-	assert.Error(t, p.Server.WaitCarrier(0))
-	require.NoError(t, p.Server.SetUp(true))
-	assert.NoError(t, p.Server.WaitCarrier(linkUpTimeout))
+	require.NoError(t, ns.Netlink(func(h *netlink.Handle) error {
+		_, err := h.LinkByName("lo")
+		return err
+	}))
+	require.NoError(t, ns.Close())
+	called := false
+	err = ns.Netlink(func(*netlink.Handle) error { called = true; return nil })
+	assert.ErrorIs(t, err, ErrClosed)
+	assert.False(t, called, "f must not run with a closed handle")
 }
 
-func TestSetOffloadErrors(t *testing.T) {
+// TestNetlinkShowsKernelMessage: a request the kernel refuses carries the
+// kernel's own extended error message (extack) in the error: a veth with
+// more rx queues than the kernel allows (4096) is refused by rtnetlink with
+// "Invalid number of receive queues".
+func TestNetlinkShowsKernelMessage(t *testing.T) {
 	needRootNetNS(t)
-	ns := newTestNetNS(t, "offload")
-	tests := []struct {
-		name, ifname string
-		o            Offload
-		wantErr      string
-	}{
-		{"missing device", "nosuchdev0", GRO, "nosuchdev0"},
-		{"name too long", "abcdefghijklmnopq", GRO, "longer than 15 bytes"},
-		{"unknown offload", "lo", Offload(99), "unknown offload 99"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			err := ns.Do(func() error { return SetOffload(tt.ifname, tt.o, true) })
-			require.Error(t, err)
-			assert.Contains(t, err.Error(), tt.wantErr)
+	ns := newTestNetNS(t, "extack")
+	err := ns.Netlink(func(h *netlink.Handle) error {
+		return h.LinkAdd(&netlink.Veth{
+			LinkAttrs: netlink.LinkAttrs{Name: "bpt-extack0", NumRxQueues: 5000},
+			PeerName:  "bpt-extack1",
 		})
-	}
+	})
+	require.Error(t, err)
+	t.Logf("kernel's refusal: %v", err)
+	assert.ErrorIs(t, err, unix.EINVAL)
+	assert.ErrorContains(t, err, "Invalid number of receive queues")
 }

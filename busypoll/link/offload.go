@@ -1,4 +1,4 @@
-package busypoll
+package link
 
 import (
 	"fmt"
@@ -48,17 +48,17 @@ type ifreqData struct {
 }
 
 // SetOffload switches an offload of the interface ifname in the calling
-// thread's network namespace (call it inside NetNS.Do), then reads it back and
+// thread's network namespace (call it inside netns.NetNS.Do), then reads it back and
 // fails if the device did not take the new value. An offload that already
 // has the value is left alone.
 func SetOffload(ifname string, o Offload, on bool) error {
 	c, ok := offloadCmds[o]
 	if !ok {
-		return fmt.Errorf("busypoll: unknown offload %d", uint32(o))
+		return fmt.Errorf("link: unknown offload %d", uint32(o))
 	}
 	fd, err := ethtoolSocket()
 	if err != nil {
-		return fmt.Errorf("busypoll: set %s of %s: %w", c.name, ifname, err)
+		return fmt.Errorf("link: set %s of %s: %w", c.name, ifname, err)
 	}
 	defer unix.Close(fd)
 	var want uint32
@@ -72,33 +72,33 @@ func SetOffload(ifname string, o Offload, on bool) error {
 		return nil
 	}
 	if err := ethtoolValueIoctl(fd, ifname, c.set, &want); err != nil {
-		return fmt.Errorf("busypoll: set %s of %s to %v: %w", c.name, ifname, on, err)
+		return fmt.Errorf("link: set %s of %s to %v: %w", c.name, ifname, on, err)
 	}
 	var got uint32
 	if err := ethtoolValueIoctl(fd, ifname, c.get, &got); err != nil {
-		return fmt.Errorf("busypoll: read back %s of %s: %w", c.name, ifname, err)
+		return fmt.Errorf("link: read back %s of %s: %w", c.name, ifname, err)
 	}
 	if (got != 0) != on {
-		return fmt.Errorf("busypoll: %s of %s is still %v after setting it to %v (fixed by the driver?)", c.name, ifname, got != 0, on)
+		return fmt.Errorf("link: %s of %s is still %v after setting it to %v (fixed by the driver?)", c.name, ifname, got != 0, on)
 	}
 	return nil
 }
 
 // GetOffload reads an offload of the interface ifname in the calling
-// thread's network namespace (call it inside NetNS.Do).
+// thread's network namespace (call it inside netns.NetNS.Do).
 func GetOffload(ifname string, o Offload) (bool, error) {
 	c, ok := offloadCmds[o]
 	if !ok {
-		return false, fmt.Errorf("busypoll: unknown offload %d", uint32(o))
+		return false, fmt.Errorf("link: unknown offload %d", uint32(o))
 	}
 	fd, err := ethtoolSocket()
 	if err != nil {
-		return false, fmt.Errorf("busypoll: read %s of %s: %w", c.name, ifname, err)
+		return false, fmt.Errorf("link: read %s of %s: %w", c.name, ifname, err)
 	}
 	defer unix.Close(fd)
 	var got uint32
 	if err := ethtoolValueIoctl(fd, ifname, c.get, &got); err != nil {
-		return false, fmt.Errorf("busypoll: read %s of %s: %w", c.name, ifname, err)
+		return false, fmt.Errorf("link: read %s of %s: %w", c.name, ifname, err)
 	}
 	return got != 0, nil
 }

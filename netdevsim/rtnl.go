@@ -2,12 +2,15 @@ package netdevsim
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 
-	"github.com/mdlayher/netlink"
+	mdnetlink "github.com/mdlayher/netlink"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -15,7 +18,6 @@ import (
 // netdevsim port.
 type netdev struct {
 	Port
-	flags     uint32 // IFF_*
 	parent    string // IFLA_PARENT_DEV_NAME, "netdevsimID"
 	parentBus string // IFLA_PARENT_DEV_BUS_NAME, "netdevsim"
 	portName  string // IFLA_PHYS_PORT_NAME, "pN"
@@ -25,106 +27,108 @@ type netdev struct {
 // ifinfomsgLen is sizeof(struct ifinfomsg).
 const ifinfomsgLen = 16
 
-// dialRoute opens an rtnetlink socket in ns (nil: the calling thread's).
-func dialRoute(ns Namespace) (*netlink.Conn, error) {
-	cfg := &netlink.Config{}
-	if ns != nil {
-		cfg.NetNS = ns.FD()
+// netlinker is a Namespace with an rtnetlink handle of its own, as
+// busypoll/netns.NetNS has.
+type netlinker interface {
+	Netlink(f func(h *netlink.Handle) error) error
+}
+
+// withHandle runs f with an rtnetlink handle in ns (nil: the calling
+// thread's): the namespace's own if it has one, else one opened inside it
+// for f and closed afterwards.
+func withHandle(ns Namespace, f func(h *netlink.Handle) error) error {
+	if n, ok := ns.(netlinker); ok {
+		return n.Netlink(f)
 	}
-	c, err := netlink.Dial(unix.NETLINK_ROUTE, cfg)
+	var h *netlink.Handle
+	open := func() (err error) {
+		h, err = netlink.NewHandle(unix.NETLINK_ROUTE)
+		return err
+	}
+	var err error
+	if ns == nil {
+		runtime.LockOSThread()
+		err = open()
+		runtime.UnlockOSThread()
+	} else {
+		err = ns.Do(open)
+	}
+	if h != nil {
+		defer h.Close()
+	}
+	if err != nil {
+		return fmt.Errorf("open an rtnetlink handle: %w", err)
+	}
+	return f(h)
+}
+
+// dialRoute opens an rtnetlink socket in ns (nil: the calling thread's).
+func dialRoute(ns Namespace) (*mdnetlink.Conn, error) {
+	cfg := &mdnetlink.Config{}
+	if ns != nil {
+		// 0 would mean the calling thread's namespace to mdlayher/netlink.
+		if cfg.NetNS = ns.FD(); cfg.NetNS <= 0 {
+			return nil, fmt.Errorf("open rtnetlink socket: namespace fd %d is invalid (closed namespace?)", cfg.NetNS)
+		}
+	}
+	c, err := mdnetlink.Dial(unix.NETLINK_ROUTE, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open rtnetlink socket: %w", err)
 	}
 	// Best effort: without it errors just lack the kernel's message.
-	_ = c.SetOption(netlink.ExtendedAcknowledge, true)
+	_ = c.SetOption(mdnetlink.ExtendedAcknowledge, true)
 	return c, nil
 }
 
 // listNetdevs is the real Bus.netdevs: the netdevs of device id in ns,
-// found with an RTM_GETLINK dump inside ns.
+// found with an RTM_GETLINK dump (netlink.Handle.LinkList) inside ns.
 func listNetdevs(ns Namespace, id int) ([]netdev, error) {
-	c, err := dialRoute(ns)
+	var mine []netdev
+	err := withHandle(ns, func(h *netlink.Handle) error {
+		// A dump that races with link changes is flagged as interrupted
+		// and may miss or repeat links: dump again.
+		const tries = 5
+		for range tries {
+			links, err := h.LinkList()
+			if errors.Is(err, netlink.ErrDumpInterrupted) {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("rtnetlink link dump: %w", err)
+			}
+			mine = ofDevice(netdevsOf(links), id)
+			return nil
+		}
+		return fmt.Errorf("rtnetlink link dump: interrupted by link changes %d times in a row", tries)
+	})
 	if err != nil {
 		return nil, err
 	}
-	defer c.Close()
-	// A dump that races with link changes is flagged as interrupted and
-	// may miss or repeat links: dump again.
-	const tries = 5
-	for range tries {
-		msgs, err := c.Execute(netlink.Message{
-			Header: netlink.Header{Type: unix.RTM_GETLINK, Flags: netlink.Request | netlink.Dump},
-			Data:   make([]byte, ifinfomsgLen), // AF_UNSPEC, all links
-		})
-		if err != nil {
-			return nil, fmt.Errorf("rtnetlink link dump: %w", err)
-		}
-		all, intr, err := parseLinks(msgs)
-		if err != nil {
+	if len(mine) > 0 {
+		if err := physPortNames(ns, mine); err != nil {
 			return nil, err
 		}
-		if !intr {
-			return portsOf(all, id), nil
-		}
 	}
-	return nil, fmt.Errorf("rtnetlink link dump: interrupted by link changes %d times in a row", tries)
+	return portsOf(mine, id), nil
 }
 
-// parseLinks decodes the RTM_NEWLINK messages of a dump and reports whether
-// the kernel flagged it as interrupted.
-func parseLinks(msgs []netlink.Message) (all []netdev, interrupted bool, err error) {
-	for _, m := range msgs {
-		if m.Header.Flags&netlink.DumpInterrupted != 0 {
-			interrupted = true
-		}
-		if m.Header.Type != unix.RTM_NEWLINK {
-			continue
-		}
-		nd, err := parseLink(m.Data)
-		if err != nil {
-			return nil, false, err
-		}
-		all = append(all, nd)
+// netdevsOf takes from LinkList's links what identifies a netdevsim port.
+func netdevsOf(links []netlink.Link) []netdev {
+	out := make([]netdev, 0, len(links))
+	for _, l := range links {
+		a := l.Attrs()
+		out = append(out, netdev{
+			Port:      Port{Name: a.Name, IfIndex: a.Index},
+			parent:    a.ParentDev,
+			parentBus: a.ParentDevBus,
+			rxQueues:  a.NumRxQueues,
+		})
 	}
-	return all, interrupted, nil
+	return out
 }
 
-// parseLink decodes the body of an RTM_NEWLINK message.
-func parseLink(b []byte) (netdev, error) {
-	var nd netdev
-	if len(b) < ifinfomsgLen {
-		return nd, fmt.Errorf("rtnetlink: link message of %d bytes, shorter than ifinfomsg (%d)", len(b), ifinfomsgLen)
-	}
-	nd.IfIndex = int(int32(binary.NativeEndian.Uint32(b[4:8])))
-	nd.flags = binary.NativeEndian.Uint32(b[8:12])
-	ad, err := netlink.NewAttributeDecoder(b[ifinfomsgLen:])
-	if err != nil {
-		return nd, fmt.Errorf("rtnetlink: link %d: %w", nd.IfIndex, err)
-	}
-	for ad.Next() {
-		switch ad.Type() {
-		case unix.IFLA_IFNAME:
-			nd.Name = ad.String()
-		case unix.IFLA_NUM_RX_QUEUES:
-			nd.rxQueues = int(ad.Uint32())
-		case unix.IFLA_PHYS_PORT_NAME:
-			nd.portName = ad.String()
-		case unix.IFLA_PARENT_DEV_NAME:
-			nd.parent = ad.String()
-		case unix.IFLA_PARENT_DEV_BUS_NAME:
-			nd.parentBus = ad.String()
-		}
-	}
-	if err := ad.Err(); err != nil {
-		return nd, fmt.Errorf("rtnetlink: link %d: %w", nd.IfIndex, err)
-	}
-	return nd, nil
-}
-
-// portsOf picks the netdevs of device id and numbers them: by the number in
-// their phys_port_name ("p1", "p2", ...) when all have one, else by ifindex
-// (the kernel creates a device's ports in order, and ifindexes grow).
-func portsOf(all []netdev, id int) []netdev {
+// ofDevice keeps the netdevs whose parent is netdevsim device id.
+func ofDevice(all []netdev, id int) []netdev {
 	want := "netdevsim" + strconv.Itoa(id)
 	var out []netdev
 	for _, nd := range all {
@@ -132,6 +136,73 @@ func portsOf(all []netdev, id int) []netdev {
 			out = append(out, nd)
 		}
 	}
+	return out
+}
+
+// physPortNames fills in the IFLA_PHYS_PORT_NAME of nds, which
+// vishvananda/netlink does not decode, with one RTM_GETLINK per netdev in
+// ns. A netdev that is gone by then keeps an empty name.
+func physPortNames(ns Namespace, nds []netdev) error {
+	c, err := dialRoute(ns)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	for i := range nds {
+		req := make([]byte, ifinfomsgLen) // AF_UNSPEC
+		binary.NativeEndian.PutUint32(req[4:8], uint32(nds[i].IfIndex))
+		msgs, err := c.Execute(mdnetlink.Message{
+			Header: mdnetlink.Header{Type: unix.RTM_GETLINK, Flags: mdnetlink.Request},
+			Data:   req,
+		})
+		if errors.Is(err, unix.ENODEV) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("rtnetlink get link %d: %w", nds[i].IfIndex, err)
+		}
+		for _, m := range msgs {
+			if m.Header.Type != unix.RTM_NEWLINK {
+				continue
+			}
+			name, err := parsePhysPortName(m.Data)
+			if err != nil {
+				return err
+			}
+			nds[i].portName = name
+		}
+	}
+	return nil
+}
+
+// parsePhysPortName returns the IFLA_PHYS_PORT_NAME of the body of an
+// RTM_NEWLINK message, or "" if it has none.
+func parsePhysPortName(b []byte) (string, error) {
+	if len(b) < ifinfomsgLen {
+		return "", fmt.Errorf("rtnetlink: link message of %d bytes, shorter than ifinfomsg (%d)", len(b), ifinfomsgLen)
+	}
+	ifindex := int32(binary.NativeEndian.Uint32(b[4:8]))
+	ad, err := mdnetlink.NewAttributeDecoder(b[ifinfomsgLen:])
+	if err != nil {
+		return "", fmt.Errorf("rtnetlink: link %d: %w", ifindex, err)
+	}
+	var name string
+	for ad.Next() {
+		if ad.Type() == unix.IFLA_PHYS_PORT_NAME {
+			name = ad.String()
+		}
+	}
+	if err := ad.Err(); err != nil {
+		return "", fmt.Errorf("rtnetlink: link %d: %w", ifindex, err)
+	}
+	return name, nil
+}
+
+// portsOf picks the netdevs of device id and numbers them: by the number in
+// their phys_port_name ("p1", "p2", ...) when all have one, else by ifindex
+// (the kernel creates a device's ports in order, and ifindexes grow).
+func portsOf(all []netdev, id int) []netdev {
+	out := ofDevice(all, id)
 	byName := true
 	for _, nd := range out {
 		if _, ok := portNumber(nd.portName); !ok {

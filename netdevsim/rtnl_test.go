@@ -5,97 +5,73 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/mdlayher/netlink"
+	mdnetlink "github.com/mdlayher/netlink"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
 // linkMsg encodes the body of an RTM_NEWLINK message as the kernel sends it.
-func linkMsg(t *testing.T, ifindex int32, flags uint32, attrs func(ae *netlink.AttributeEncoder)) []byte {
+func linkMsg(t *testing.T, ifindex int32, attrs func(ae *mdnetlink.AttributeEncoder)) []byte {
 	t.Helper()
 	hdr := make([]byte, ifinfomsgLen)
 	binary.NativeEndian.PutUint32(hdr[4:8], uint32(ifindex))
-	binary.NativeEndian.PutUint32(hdr[8:12], flags)
-	ae := netlink.NewAttributeEncoder()
+	ae := mdnetlink.NewAttributeEncoder()
 	attrs(ae)
 	b, err := ae.Encode()
 	require.NoError(t, err)
 	return append(hdr, b...)
 }
 
-func nsimLink(t *testing.T, ifindex int32, name, parent, port string, rxq uint32) []byte {
-	return linkMsg(t, ifindex, unix.IFF_UP|unix.IFF_LOWER_UP, func(ae *netlink.AttributeEncoder) {
-		ae.String(unix.IFLA_IFNAME, name)
+func TestParsePhysPortName(t *testing.T) {
+	name, err := parsePhysPortName(linkMsg(t, 7, func(ae *mdnetlink.AttributeEncoder) {
+		ae.String(unix.IFLA_IFNAME, "eth0")
 		ae.Uint32(unix.IFLA_MTU, 1500)
-		ae.Uint32(unix.IFLA_NUM_RX_QUEUES, rxq)
-		if port != "" {
-			ae.String(unix.IFLA_PHYS_PORT_NAME, port)
-		}
-		ae.String(unix.IFLA_PARENT_DEV_NAME, parent)
-		ae.String(unix.IFLA_PARENT_DEV_BUS_NAME, "netdevsim")
-	})
-}
-
-func TestParseLink(t *testing.T) {
-	nd, err := parseLink(nsimLink(t, 7, "eth0", "netdevsim1048577", "p2", 4))
+		ae.String(unix.IFLA_PHYS_PORT_NAME, "p2")
+		ae.String(unix.IFLA_PARENT_DEV_NAME, "netdevsim1048577")
+	}))
 	require.NoError(t, err)
-	assert.Equal(t, netdev{
-		Port:      Port{Name: "eth0", IfIndex: 7},
-		flags:     unix.IFF_UP | unix.IFF_LOWER_UP,
-		parent:    "netdevsim1048577",
-		parentBus: "netdevsim",
-		portName:  "p2",
-		rxQueues:  4,
-	}, nd)
+	assert.Equal(t, "p2", name)
 
-	lo, err := parseLink(linkMsg(t, 1, unix.IFF_LOOPBACK, func(ae *netlink.AttributeEncoder) {
+	name, err = parsePhysPortName(linkMsg(t, 1, func(ae *mdnetlink.AttributeEncoder) {
 		ae.String(unix.IFLA_IFNAME, "lo")
 	}))
 	require.NoError(t, err)
-	assert.Equal(t, netdev{Port: Port{Name: "lo", IfIndex: 1}, flags: unix.IFF_LOOPBACK}, lo)
+	assert.Empty(t, name, "no IFLA_PHYS_PORT_NAME")
 }
 
-func TestParseLinkErrors(t *testing.T) {
-	_, err := parseLink(make([]byte, 10))
+func TestParsePhysPortNameErrors(t *testing.T) {
+	_, err := parsePhysPortName(make([]byte, 10))
 	assert.EqualError(t, err, "rtnetlink: link message of 10 bytes, shorter than ifinfomsg (16)")
 
 	bad := append(make([]byte, ifinfomsgLen), 0xff, 0x00, 0x03, 0x00) // attribute longer than the message
-	_, err = parseLink(bad)
+	_, err = parsePhysPortName(bad)
 	assert.ErrorContains(t, err, "rtnetlink: link 0:")
 }
 
-func TestParseLinksDumpInterrupted(t *testing.T) {
-	msgs := []netlink.Message{
-		{Header: netlink.Header{Type: unix.RTM_NEWLINK}, Data: nsimLink(t, 2, "eth0", "netdevsim5", "p1", 1)},
-		{Header: netlink.Header{Type: unix.RTM_NEWLINK, Flags: netlink.DumpInterrupted}, Data: nsimLink(t, 3, "eth1", "netdevsim5", "p2", 1)},
-	}
-	all, intr, err := parseLinks(msgs)
-	require.NoError(t, err)
-	assert.True(t, intr)
-	assert.Len(t, all, 2)
-
-	_, intr, err = parseLinks(msgs[:1])
-	require.NoError(t, err)
-	assert.False(t, intr)
+func TestNetdevsOf(t *testing.T) {
+	nsim := &netlink.Device{LinkAttrs: netlink.LinkAttrs{
+		Name: "eth0", Index: 7, NumRxQueues: 4,
+		ParentDev: "netdevsim1048577", ParentDevBus: "netdevsim",
+	}}
+	lo := &netlink.Device{LinkAttrs: netlink.LinkAttrs{Name: "lo", Index: 1, NumRxQueues: 1}}
+	assert.Equal(t, []netdev{
+		{Port: Port{Name: "eth0", IfIndex: 7}, parent: "netdevsim1048577", parentBus: "netdevsim", rxQueues: 4},
+		{Port: Port{Name: "lo", IfIndex: 1}, rxQueues: 1},
+	}, netdevsOf([]netlink.Link{nsim, lo}))
 }
 
 func TestPortsOf(t *testing.T) {
-	parse := func(b []byte) netdev {
-		nd, err := parseLink(b)
-		require.NoError(t, err)
-		return nd
+	nsim := func(ifindex int, name, parent, port string) netdev {
+		return netdev{Port: Port{Name: name, IfIndex: ifindex}, parent: parent, parentBus: "netdevsim", portName: port, rxQueues: 1}
 	}
-	lo := parse(linkMsg(t, 1, unix.IFF_LOOPBACK, func(ae *netlink.AttributeEncoder) { ae.String(unix.IFLA_IFNAME, "lo") }))
-	other := parse(nsimLink(t, 2, "eth0", "netdevsim50", "p1", 1)) // id 50 is a prefix of 500
-	p3 := parse(nsimLink(t, 9, "eth3", "netdevsim500", "p3", 1))
-	p1 := parse(nsimLink(t, 12, "renamed", "netdevsim500", "p1", 1))
-	p2 := parse(nsimLink(t, 4, "eth2", "netdevsim500", "p2", 1))
-	veth := parse(linkMsg(t, 5, 0, func(ae *netlink.AttributeEncoder) {
-		ae.String(unix.IFLA_IFNAME, "veth0")
-		ae.String(unix.IFLA_PARENT_DEV_NAME, "netdevsim500")
-		ae.String(unix.IFLA_PARENT_DEV_BUS_NAME, "pci")
-	}))
+	lo := netdev{Port: Port{Name: "lo", IfIndex: 1}}
+	other := nsim(2, "eth0", "netdevsim50", "p1") // id 50 is a prefix of 500
+	p3 := nsim(9, "eth3", "netdevsim500", "p3")
+	p1 := nsim(12, "renamed", "netdevsim500", "p1")
+	p2 := nsim(4, "eth2", "netdevsim500", "p2")
+	veth := netdev{Port: Port{Name: "veth0", IfIndex: 5}, parent: "netdevsim500", parentBus: "pci"}
 
 	got := portsOf([]netdev{lo, other, p3, veth, p1, p2}, 500)
 	names := func(nds []netdev) (out []string) {
@@ -131,25 +107,27 @@ func TestPortNumber(t *testing.T) {
 	}
 }
 
-// TestListNetdevsHere runs the real rtnetlink dump in the test's own
-// namespace (no privileges needed): it must parse every link and find
-// loopback, and find no ports of an id nobody uses.
+// TestListNetdevsHere runs the real rtnetlink dump (LinkList) in the test's
+// own namespace (no privileges needed): it must find loopback with its rx
+// queue count, and find no ports of an id nobody uses. It also asks for
+// loopback's phys_port_name, which it has none of.
 func TestListNetdevsHere(t *testing.T) {
-	c, err := dialRoute(nil)
-	require.NoError(t, err)
-	defer c.Close()
-	msgs, err := c.Execute(netlink.Message{
-		Header: netlink.Header{Type: unix.RTM_GETLINK, Flags: netlink.Request | netlink.Dump},
-		Data:   make([]byte, ifinfomsgLen),
-	})
-	require.NoError(t, err)
-	all, _, err := parseLinks(msgs)
-	require.NoError(t, err)
-	i := slices.IndexFunc(all, func(nd netdev) bool { return nd.flags&unix.IFF_LOOPBACK != 0 })
+	var links []netlink.Link
+	require.NoError(t, withHandle(nil, func(h *netlink.Handle) error {
+		var err error
+		links, err = h.LinkList()
+		return err
+	}))
+	all := netdevsOf(links)
+	i := slices.IndexFunc(links, func(l netlink.Link) bool { return l.Attrs().RawFlags&unix.IFF_LOOPBACK != 0 })
 	require.GreaterOrEqual(t, i, 0, "a loopback link in %v", all)
 	assert.Equal(t, "lo", all[i].Name)
 	assert.Positive(t, all[i].IfIndex)
 	assert.Positive(t, all[i].rxQueues, "IFLA_NUM_RX_QUEUES decoded (0: the kernel sent none; rtnetlink reports it only with CONFIG_RPS)")
+
+	lo := all[i : i+1]
+	require.NoError(t, physPortNames(nil, lo))
+	assert.Empty(t, lo[0].portName)
 
 	ports, err := listNetdevs(nil, MaxID)
 	require.NoError(t, err)

@@ -209,8 +209,9 @@ func (l Link) SetUp(up bool) error {
 // errNoCarrier is wrapped by WaitCarrier's timeout error.
 var errNoCarrier = errors.New("no carrier")
 
-// WaitCarrier polls until the link is up with a carrier (IFF_UP and
-// IFF_LOWER_UP), or fails after timeout saying what the link reported last.
+// WaitCarrier polls the link every 10 ms through its namespace's rtnetlink
+// handle until it is up with a carrier (IFF_UP and IFF_LOWER_UP), or fails
+// after timeout saying what the link reported last.
 func (l Link) WaitCarrier(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {

@@ -91,27 +91,32 @@ func New(label string) (*NetNS, error) {
 //
 // vishvananda/netlink v1.3.1 switches extack on (nl.EnableErrorMessageReporting)
 // only for the sockets it opens per request, not for a Handle's sockets, and
-// it exposes no descriptor of a Handle. So openHandle switches it on for the
-// rtnetlink sockets that appeared while NewHandle ran: the Handle's, and at
-// worst one that another goroutine of this process opened at the same time,
-// which then just reports errors in more detail.
+// it exposes no descriptor of a Handle. So openHandle switches it on for
+// every rtnetlink socket of the process whose inode it had not seen before
+// NewHandle: the Handle's (a new socket has a new inode, whatever descriptor
+// number it reuses), and at worst one that another goroutine opened at the
+// same time, which then just reports errors in more detail.
 func openHandle() (*netlink.Handle, error) {
-	before, err := openFDs()
+	open, err := openInodes()
 	if err != nil {
 		return nil, err
+	}
+	before := make(map[inode]bool, len(open))
+	for _, ino := range open {
+		before[ino] = true
 	}
 	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 	if err != nil {
 		return nil, fmt.Errorf("open rtnetlink handle: %w", err)
 	}
-	after, err := openFDs()
+	after, err := openInodes()
 	if err != nil {
 		h.Close()
 		return nil, err
 	}
 	enabled := 0
-	for fd := range after {
-		if before[fd] || !isRouteSocket(fd) {
+	for fd, ino := range after {
+		if before[ino] || !isRouteSocket(fd) {
 			continue
 		}
 		if err := unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_EXT_ACK, 1); err != nil {
@@ -127,9 +132,12 @@ func openHandle() (*netlink.Handle, error) {
 	return h, nil
 }
 
-// openFDs returns the process's open descriptors, without the one it reads
-// them through.
-func openFDs() (map[int]bool, error) {
+// inode identifies an open file: its device and inode number.
+type inode struct{ dev, ino uint64 }
+
+// openInodes returns the inodes of the process's open descriptors, by
+// descriptor, without the one it reads them through.
+func openInodes() (map[int]inode, error) {
 	dir, err := os.Open("/proc/self/fd")
 	if err != nil {
 		return nil, fmt.Errorf("list open descriptors: %w", err)
@@ -140,13 +148,18 @@ func openFDs() (map[int]bool, error) {
 		return nil, fmt.Errorf("list open descriptors: %w", err)
 	}
 	self := int(dir.Fd())
-	fds := make(map[int]bool, len(names))
+	inodes := make(map[int]inode, len(names))
 	for _, name := range names {
-		if fd, err := strconv.Atoi(name); err == nil && fd != self {
-			fds[fd] = true
+		fd, err := strconv.Atoi(name)
+		if err != nil || fd == self {
+			continue
+		}
+		var st unix.Stat_t
+		if unix.Fstat(fd, &st) == nil { // closed meanwhile: skip
+			inodes[fd] = inode{dev: st.Dev, ino: st.Ino}
 		}
 	}
-	return fds, nil
+	return inodes, nil
 }
 
 // isRouteSocket reports whether fd is a NETLINK_ROUTE socket.

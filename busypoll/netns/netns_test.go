@@ -208,3 +208,38 @@ func TestNetlinkShowsKernelMessage(t *testing.T) {
 	assert.ErrorIs(t, err, unix.EINVAL)
 	assert.ErrorContains(t, err, "Invalid number of receive queues")
 }
+
+// TestNetlinkShowsKernelMessageConcurrently: namespaces created at the same
+// time (their handles' sockets opened concurrently, reusing each other's
+// descriptor numbers) all get the kernel's messages.
+func TestNetlinkShowsKernelMessageConcurrently(t *testing.T) {
+	needRootNetNS(t)
+	var wg sync.WaitGroup
+	errs := make([]error, 16)
+	for i := range errs {
+		wg.Go(func() {
+			for range 10 {
+				ns, err := New("extack-many")
+				if err != nil {
+					errs[i] = err
+					return
+				}
+				err = ns.Netlink(func(h *netlink.Handle) error {
+					return h.LinkAdd(&netlink.Veth{
+						LinkAttrs: netlink.LinkAttrs{Name: "bpt-extack0", NumRxQueues: 5000},
+						PeerName:  "bpt-extack1",
+					})
+				})
+				ns.Close()
+				errs[i] = err
+				if err == nil || !strings.Contains(err.Error(), "Invalid number of receive queues") {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		assert.ErrorContains(t, err, "Invalid number of receive queues", "goroutine %d", i)
+	}
+}

@@ -51,20 +51,22 @@ func reap(t *testing.T, bus *netdevsim.Bus) {
 	require.NoError(t, err, "reap the devices of killed runs")
 }
 
-// newNS creates a namespace closed at cleanup, with an rtnetlink handle
-// opened inside it.
-func newNS(t *testing.T, label string) (*netns.NetNS, *netlink.Handle) {
+// newNS creates a namespace closed at cleanup.
+func newNS(t *testing.T, label string) *netns.NetNS {
 	t.Helper()
 	ns, err := netns.New(label)
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, ns.Close()) })
-	var h *netlink.Handle
-	require.NoError(t, ns.Do(func() (err error) {
-		h, err = netlink.NewHandle(unix.NETLINK_ROUTE)
+	return ns
+}
+
+// linkByIndex looks a link up through the rtnetlink handle of ns.
+func linkByIndex(ns *netns.NetNS, ifindex int) (l netlink.Link, err error) {
+	err = ns.Netlink(func(h *netlink.Handle) error {
+		l, err = h.LinkByIndex(ifindex)
 		return err
-	}))
-	t.Cleanup(h.Close)
-	return ns, h
+	})
+	return l, err
 }
 
 // newDevice creates a device deleted at cleanup (before its namespace is
@@ -95,11 +97,11 @@ func onBus(t *testing.T, bus *netdevsim.Bus, id int) bool {
 }
 
 // waitLowerUp polls until the link's IFF_LOWER_UP equals want, or fails.
-func waitLowerUp(t *testing.T, h *netlink.Handle, ifindex int, want bool) {
+func waitLowerUp(t *testing.T, ns *netns.NetNS, ifindex int, want bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		l, err := h.LinkByIndex(ifindex)
+		l, err := linkByIndex(ns, ifindex)
 		require.NoError(t, err)
 		up := l.Attrs().RawFlags&unix.IFF_LOWER_UP != 0
 		if up == want {
@@ -115,8 +117,8 @@ func waitLowerUp(t *testing.T, h *netlink.Handle, ifindex int, want bool) {
 
 func TestNetdevsimKernelLifecycle(t *testing.T) {
 	bus := requireNetdevsim(t)
-	nsA, hA := newNS(t, "nsim-a")
-	nsB, hB := newNS(t, "nsim-b")
+	nsA := newNS(t, "nsim-a")
+	nsB := newNS(t, "nsim-b")
 
 	a := newDevice(t, bus, nsA, 1, 1)
 	b := newDevice(t, bus, nsB, 2, 3)
@@ -130,11 +132,11 @@ func TestNetdevsimKernelLifecycle(t *testing.T) {
 	// the queue counts asked for, and nowhere else.
 	for _, c := range []struct {
 		d      *netdevsim.Device
-		h      *netlink.Handle
+		ns     *netns.NetNS
 		queues int
-	}{{a, hA, 1}, {b, hB, 3}} {
+	}{{a, nsA, 1}, {b, nsB, 3}} {
 		for _, p := range c.d.Ports {
-			l, err := c.h.LinkByIndex(p.IfIndex)
+			l, err := linkByIndex(c.ns, p.IfIndex)
 			require.NoError(t, err)
 			assert.Equal(t, p.Name, l.Attrs().Name)
 			assert.Equal(t, fmt.Sprintf("netdevsim%d", c.d.ID), l.Attrs().ParentDev)
@@ -151,17 +153,17 @@ func TestNetdevsimKernelLifecycle(t *testing.T) {
 	}
 
 	// Up first: whether linking alone raises carrier differs between kernels.
-	la, err := hA.LinkByIndex(a.Ports[0].IfIndex)
+	la, err := linkByIndex(nsA, a.Ports[0].IfIndex)
 	require.NoError(t, err)
-	require.NoError(t, hA.LinkSetUp(la))
-	lb, err := hB.LinkByIndex(b.Ports[1].IfIndex)
+	require.NoError(t, nsA.Netlink(func(h *netlink.Handle) error { return h.LinkSetUp(la) }))
+	lb, err := linkByIndex(nsB, b.Ports[1].IfIndex)
 	require.NoError(t, err)
-	require.NoError(t, hB.LinkSetUp(lb))
+	require.NoError(t, nsB.Netlink(func(h *netlink.Handle) error { return h.LinkSetUp(lb) }))
 
 	ea, eb := a.Endpoint(0), b.Endpoint(1)
 	require.NoError(t, bus.Link(ea, eb))
-	waitLowerUp(t, hA, ea.IfIndex, true)
-	waitLowerUp(t, hB, eb.IfIndex, true)
+	waitLowerUp(t, nsA, ea.IfIndex, true)
+	waitLowerUp(t, nsB, eb.IfIndex, true)
 
 	err = bus.Link(ea, b.Endpoint(0))
 	assert.ErrorIs(t, err, unix.EBUSY, "linking a linked port")
@@ -173,20 +175,20 @@ func TestNetdevsimKernelLifecycle(t *testing.T) {
 	require.NoError(t, bus.Unlink(ea))
 	err = bus.Unlink(ea)
 	assert.ErrorIs(t, err, unix.EINVAL, "unlinking a port that is not linked")
-	l, err := hA.LinkByIndex(ea.IfIndex)
+	l, err := linkByIndex(nsA, ea.IfIndex)
 	require.NoError(t, err)
 	t.Logf("after unlink: %s flags %v (carrier after unlink differs between kernels)", l.Attrs().Name, l.Attrs().Flags)
 
 	require.NoError(t, a.Delete())
 	require.NoError(t, a.Delete(), "second Delete")
 	assert.False(t, onBus(t, bus, a.ID), "device %d still on the bus after Delete", a.ID)
-	_, err = hA.LinkByIndex(ea.IfIndex)
+	_, err = linkByIndex(nsA, ea.IfIndex)
 	assert.Error(t, err, "netdev of a deleted device still in its namespace")
 }
 
 func TestNetdevsimKernelErrnos(t *testing.T) {
 	bus := requireNetdevsim(t)
-	nsA, _ := newNS(t, "nsim-errno")
+	nsA := newNS(t, "nsim-errno")
 	a := newDevice(t, bus, nsA, 1, 1)
 
 	// A second bus whose first pick is taken must move on to a free id.
@@ -231,7 +233,7 @@ func TestNetdevsimKernelErrnos(t *testing.T) {
 // deletes it from the real bus, and nothing else.
 func TestNetdevsimKernelReapsOrphans(t *testing.T) {
 	bus := requireNetdevsim(t)
-	ns, _ := newNS(t, "nsim-orphan")
+	ns := newNS(t, "nsim-orphan")
 	mine := newDevice(t, bus, ns, 1, 1)
 
 	killed := netdevsim.NewBus(netdevsim.DefaultRoot)

@@ -31,7 +31,7 @@ func TestNetdevsimNamespacePlumbing(t *testing.T) {
 	for _, f := range []string{"new_device", "del_device", "link_device", "unlink_device"} {
 		require.NoError(t, os.WriteFile(filepath.Join(root, f), nil, 0o600))
 	}
-	ns, _ := newNS(t, "nsim-plumbing")
+	ns := newNS(t, "nsim-plumbing")
 	inNS, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", ns.FD()))
 	require.NoError(t, err)
 	here, err := os.Readlink("/proc/thread-self/ns/net")

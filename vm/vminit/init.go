@@ -40,6 +40,8 @@ var mounts = []mount{
 	{"tmpfs", "/tmp", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=1777", true},
 	{"tmpfs", "/run", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=0755", true},
 	{"debugfs", "/sys/kernel/debug", "debugfs", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, "", true},
+	// Trace events such as napi:napi_poll (a kernel with CONFIG_TRACING).
+	{"tracefs", "/sys/kernel/tracing", "tracefs", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, "", true},
 }
 
 // under reports whether path is dir or inside it.
@@ -215,8 +217,10 @@ func loopbackUp() error {
 }
 
 // powerOff reports the final status, waits until the serial ports have sent
-// everything and switches the VM off. If power off fails it reboots, which
-// also ends QEMU (it runs with -no-reboot).
+// everything and ends the VM with a reset: QEMU runs with -no-reboot, so a
+// reset makes it exit. A reset needs no ACPI (the kernel falls back to the
+// keyboard controller and a triple fault), while a power off without ACPI
+// only halts the CPUs. If the reset fails it tries a power off.
 func powerOff(s Status) {
 	if s.Kind == Error {
 		logf("%s", s.Msg)
@@ -229,9 +233,9 @@ func powerOff(s Status) {
 		}
 	}
 	unix.Sync()
-	err := unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
-	logf("power off: %v; rebooting", err)
-	err = unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART)
-	logf("reboot: %v", err)
+	err := unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART)
+	logf("reset: %v; powering off", err)
+	err = unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
+	logf("power off: %v", err)
 	select {}
 }

@@ -21,6 +21,7 @@
 package main
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -41,8 +42,12 @@ import (
 
 // Exit statuses of vmrun's own.
 const (
-	exitTimeLimit = 124
-	exitVM        = 125
+	// exitKernelTrouble: the test binary ended (passed or failed), but the
+	// kernel console shows a WARNING, BUG, Oops, lockdep, KASAN, RCU stall,
+	// hung task or UBSAN report.
+	exitKernelTrouble = 123
+	exitTimeLimit     = 124
+	exitVM            = 125
 )
 
 // consoleTail is how many kernel console lines explain a failure.
@@ -132,7 +137,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	vc := &vmConfig{
 		qemu: qemu, kernel: kernel, initrd: initrd,
-		memMiB: o.memMiB, smp: o.smp, append: o.append, nonce: cfg.Nonce,
+		memMiB: o.memMiB, smp: o.smp, nics: o.nics, append: o.append, nonce: cfg.Nonce,
+		tscKHz: hostTSCkHz(), bios: o.bios,
 		limit: limit, bootLimit: min(o.bootTimeout, limit),
 		stdout: stdout, signals: sigs,
 	}
@@ -146,7 +152,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		consoles = append(consoles, f)
 	}
 	if o.verbose {
-		fmt.Fprintf(stderr, "vmrun: kernel %s (%s); initramfs %d KiB; time limit %v (%s)\n", kernel, kernelSource, size>>10, limit, limitSource)
+		fmt.Fprintf(stderr, "vmrun: kernel %s (%s); initramfs %d KiB; time limit %v (%s); firmware %s; host TSC %d kHz\n",
+			kernel, kernelSource, size>>10, limit, limitSource, cmp.Or(vc.bios, "QEMU's default"), vc.tscKHz)
 		start := time.Now()
 		consoles = append(consoles, &prefixWriter{w: stderr, prefix: func() string {
 			return fmt.Sprintf("console %5.2fs| ", time.Since(start).Seconds())
@@ -236,24 +243,35 @@ func explain(res *vmResult, vc *vmConfig, limitSource string, verbose bool, stde
 			why = "the VM stopped before init reported in: the kernel did not boot, could not run /init from the initramfs, or init failed early (see its vminit: lines below)"
 		}
 		fmt.Fprintf(stderr, "vmrun: %s", why)
-		if res.trouble != "" {
-			fmt.Fprintf(stderr, "; the kernel reported: %s", res.trouble)
+		if len(res.reports) > 0 {
+			fmt.Fprintf(stderr, "; the kernel reported: %s", strings.TrimSpace(stripTimestamp(res.reports[len(res.reports)-1].First())))
 		}
 		if res.qemuErr != nil {
 			fmt.Fprintf(stderr, " (QEMU: %v)", res.qemuErr)
 		}
 		fmt.Fprintln(stderr)
+		// A panic is in the console's tail; earlier reports may not be.
+		var earlier []kernelReport
+		for _, r := range res.reports {
+			if r.Kind != "panic" {
+				earlier = append(earlier, r)
+			}
+		}
+		if len(earlier) > 0 {
+			printReports(stderr, earlier, res.moreReports, vc.kernel)
+		}
 		tail()
 		return exitVM
 	}
-	if res.trouble != "" {
-		fmt.Fprintf(stderr, "vmrun: warning: the kernel console shows trouble: %s\n", res.trouble)
-		if verbose {
-			tail()
-		}
+	if len(res.reports) > 0 {
+		printReports(stderr, res.reports, res.moreReports, vc.kernel)
 	}
 	switch res.final.Kind {
 	case vminit.Exit:
+		if len(res.reports) > 0 {
+			fmt.Fprintf(stderr, "vmrun: the test binary exited with status %d, but the kernel reported trouble (above): exit status %d\n", res.final.Code, exitKernelTrouble)
+			return exitKernelTrouble
+		}
 		return res.final.Code
 	case vminit.Signal:
 		fmt.Fprintf(stderr, "vmrun: test binary %s\n", res.final)
@@ -262,6 +280,25 @@ func explain(res *vmResult, vc *vmConfig, limitSource string, verbose bool, stde
 		fmt.Fprintf(stderr, "vmrun: in the VM: %s\n", res.final.Msg)
 		tail()
 		return exitVM
+	}
+}
+
+// printReports writes the kernel's reports of trouble to stderr.
+func printReports(stderr io.Writer, reports []kernelReport, more int, kernel string) {
+	n := len(reports) + more
+	fmt.Fprintf(stderr, "vmrun: the kernel console (%s) shows %d report(s) of kernel trouble:\n", kernel, n)
+	for i, r := range reports {
+		cut := ""
+		if !r.Ended && len(r.Lines) >= reportLines {
+			cut = fmt.Sprintf(", its first %d lines", len(r.Lines))
+		}
+		fmt.Fprintf(stderr, "vmrun: kernel report %d of %d (%s%s):\n", i+1, n, r.Kind, cut)
+		for _, l := range r.Lines {
+			fmt.Fprintf(stderr, "  | %s\n", l)
+		}
+	}
+	if more > 0 {
+		fmt.Fprintf(stderr, "vmrun: %d more report(s) not shown (see -console FILE for the whole console)\n", more)
 	}
 }
 

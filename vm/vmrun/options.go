@@ -27,7 +27,14 @@ const (
 	envAppend      = "BUSYPOLLTEST_VM_APPEND"  // extra kernel command line
 	envEnv         = "BUSYPOLLTEST_VM_ENV"     // comma-separated names passed to the guest
 	envQEMU        = "BUSYPOLLTEST_QEMU"       // QEMU binary
+	envNICs        = "BUSYPOLLTEST_VM_NICS"    // virtio-net NICs on one QEMU hub
+	envBIOS        = "BUSYPOLLTEST_VM_BIOS"    // firmware: a file, or "default"
 )
+
+// qboot is a minimal firmware that starts a -kernel faster than SeaBIOS
+// and, unlike SeaBIOS, lists every vCPU in its MP table (a kernel without
+// ACPI finds the second vCPU there). Debian's qemu-system-data has it.
+const qbootROM = "/usr/share/qemu/qboot.rom"
 
 const (
 	defaultCache       = "/var/cache/busypolltest"
@@ -41,6 +48,7 @@ const (
 	minMemMiB     = 256
 	maxMemMiB     = 64 << 10
 	maxSMP        = 64
+	maxNICs       = 8
 )
 
 // options are the runner's settings.
@@ -53,6 +61,8 @@ type options struct {
 	bootTimeout  time.Duration
 	memMiB       int
 	smp          int
+	nics         int    // virtio-net NICs joined by a QEMU hub
+	bios         string // QEMU -bios; "": QEMU's default firmware
 	verbose      bool
 	console      string
 	append       string
@@ -103,6 +113,17 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 			return nil, "", nil, err
 		}
 	}
+	o.bios = getenv(envBIOS)
+	if o.bios == "" {
+		if _, err := os.Stat(qbootROM); err == nil {
+			o.bios = qbootROM
+		}
+	}
+	if v := getenv(envNICs); v != "" {
+		if o.nics, err = parseNICs(envNICs, v); err != nil {
+			return nil, "", nil, err
+		}
+	}
 	if v := getenv(envVerbose); v != "" {
 		if o.verbose, err = strconv.ParseBool(v); err != nil {
 			return nil, "", nil, fmt.Errorf("%s=%q: want 1, 0, true or false", envVerbose, v)
@@ -141,6 +162,11 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 		o.smp, err = parseSMP("-smp", v)
 		return err
 	})
+	fs.Func("nics", "virtio-net NICs joined by one QEMU hub, eth0, eth1, ... in the VM; no host network (env "+envNICs+"; default 0)", func(v string) (err error) {
+		o.nics, err = parseNICs("-nics", v)
+		return err
+	})
+	fs.StringVar(&o.bios, "bios", o.bios, "firmware, or \"default\" for QEMU's own (SeaBIOS) (env "+envBIOS+"; default "+qbootROM+" where it exists)")
 	fs.BoolVar(&o.verbose, "v", o.verbose, "copy the kernel console to stderr and print timings (env "+envVerbose+"=1)")
 	fs.StringVar(&o.console, "console", o.console, "write the whole kernel console to this file (env "+envConsole+")")
 	fs.StringVar(&o.append, "append", o.append, "extra kernel command line words (env "+envAppend+")")
@@ -155,6 +181,9 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	if fs.NArg() == 0 {
 		fs.Usage()
 		return nil, "", nil, errors.New("missing the test binary")
+	}
+	if o.bios == "default" {
+		o.bios = ""
 	}
 	for _, n := range o.envNames {
 		if !validEnvName(n) {
@@ -201,6 +230,14 @@ func parseSMP(name, v string) (int, error) {
 	return n, nil
 }
 
+func parseNICs(name, v string) (int, error) {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 || n > maxNICs {
+		return 0, fmt.Errorf("%s=%q: must be a number of NICs from 0 to %d", name, v, maxNICs)
+	}
+	return n, nil
+}
+
 func validEnvName(n string) bool {
 	if n == "" {
 		return false
@@ -217,6 +254,7 @@ func validEnvName(n string) bool {
 var runnerVars = map[string]bool{
 	envKernel: true, envCache: true, envTimeout: true, envBootTimeout: true, envMem: true,
 	envSMP: true, envVerbose: true, envConsole: true, envAppend: true, envEnv: true, envQEMU: true,
+	envNICs: true, envBIOS: true,
 }
 
 // guestEnv picks the host variables that the test binary gets in the VM:

@@ -23,8 +23,9 @@ func TestParseOptions(t *testing.T) {
 		envSMP:     "4",
 		envVerbose: "1",
 		envEnv:     "FOO,BAR",
+		envNICs:    "3",
 	}
-	o, bin, args, err := parseOptions([]string{"-mem", "768M", "-env", "BAZ", "./x.test", "-test.v", "-mem", "1"}, envFunc(env), io.Discard)
+	o, bin, args, err := parseOptions([]string{"-nics", "2", "-mem", "768M", "-env", "BAZ", "./x.test", "-test.v", "-mem", "1"}, envFunc(env), io.Discard)
 	require.NoError(t, err)
 	assert.Equal(t, "./x.test", bin)
 	assert.Equal(t, []string{"-test.v", "-mem", "1"}, args, "flags after the binary belong to it")
@@ -33,6 +34,7 @@ func TestParseOptions(t *testing.T) {
 	assert.Equal(t, 90*time.Second, o.timeout)
 	assert.Equal(t, 768, o.memMiB, "the flag overrides the environment")
 	assert.Equal(t, 4, o.smp)
+	assert.Equal(t, 2, o.nics, "the flag overrides the environment")
 	assert.True(t, o.verbose)
 	assert.Equal(t, []string{"FOO", "BAR", "BAZ"}, o.envNames)
 	assert.Equal(t, defaultCache, o.cache)
@@ -46,6 +48,20 @@ func TestParseOptions(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 1024, o.memMiB)
 	assert.Equal(t, 2, o.smp)
+	assert.Zero(t, o.nics)
+	if _, err := os.Stat(qbootROM); err == nil {
+		assert.Equal(t, qbootROM, o.bios, "qboot where it is installed")
+	} else {
+		assert.Empty(t, o.bios, "QEMU's own firmware without qboot")
+	}
+	o, _, _, err = parseOptions([]string{"-bios", "default", "b"}, envFunc(nil), io.Discard)
+	require.NoError(t, err)
+	assert.Empty(t, o.bios, "-bios default: QEMU's own firmware")
+	o, _, _, err = parseOptions([]string{"b"}, envFunc(map[string]string{envBIOS: "/x/bios.bin"}), io.Discard)
+	require.NoError(t, err)
+	assert.Equal(t, "/x/bios.bin", o.bios)
+	o, _, _, err = parseOptions([]string{"b"}, envFunc(nil), io.Discard)
+	require.NoError(t, err)
 	assert.Zero(t, o.timeout, "derived later from -test.timeout")
 	assert.Equal(t, defaultBootTimeout, o.bootTimeout)
 	assert.Equal(t, "qemu-system-x86_64", o.qemu)
@@ -64,6 +80,8 @@ func TestParseOptionsErrors(t *testing.T) {
 		{"huge mem", []string{"-mem", "65G", "b"}, nil, `-mem="65G": must be from 256M to 64G`},
 		{"env mem", []string{"b"}, map[string]string{envMem: "0"}, `BUSYPOLLTEST_VM_MEM="0": must be from 256M to 64G`},
 		{"smp", []string{"-smp", "0", "b"}, nil, `-smp="0": must be a number of CPUs from 1 to 64`},
+		{"nics", []string{"-nics", "9", "b"}, nil, `-nics="9": must be a number of NICs from 0 to 8`},
+		{"env nics", []string{"b"}, map[string]string{envNICs: "two"}, `BUSYPOLLTEST_VM_NICS="two": must be a number of NICs from 0 to 8`},
 		{"timeout", []string{"-timeout", "soon", "b"}, nil, `-timeout="soon": not a duration such as 90s or 10m`},
 		{"negative timeout", []string{"b"}, map[string]string{envTimeout: "-1s"}, "BUSYPOLLTEST_VM_TIMEOUT=-1s: must be more than 0 and at most 24h0m0s"},
 		{"huge timeout", []string{"-timeout", "25h", "b"}, nil, "-timeout=25h0m0s: must be more than 0 and at most 24h0m0s"},

@@ -21,6 +21,9 @@ type vmConfig struct {
 	qemu, kernel     string
 	initrd           *os.File // the initramfs, passed as fd 5
 	memMiB, smp      int
+	nics             int    // virtio-net NICs on QEMU hub 0
+	tscKHz           int64  // the host's TSC rate for tsc_early_khz=; 0: none
+	bios             string // firmware for -bios; "": QEMU's default
 	append           string // extra kernel command line
 	nonce            string
 	limit, bootLimit time.Duration
@@ -41,7 +44,8 @@ type vmResult struct {
 	bootTimeout bool   // init did not come up in time
 	signal      os.Signal
 	console     *tailBuffer
-	trouble     string // first console line that shows a kernel bug
+	reports     []kernelReport // kernel trouble on the console
+	moreReports int            // reports beyond those kept
 }
 
 // Kernel command line. console=ttyS0 is the kernel console (captured, shown
@@ -55,10 +59,13 @@ const baseCmdline = "console=ttyS0 panic=-1 oops=panic rdinit=/init tsc=reliable
 // multi-threaded TCG crashed guests).
 func qemuArgs(c *vmConfig) []string {
 	cmdline := baseCmdline
+	if c.tscKHz > 0 {
+		cmdline += fmt.Sprintf(" tsc_early_khz=%d", c.tscKHz)
+	}
 	if c.append != "" {
 		cmdline += " " + c.append
 	}
-	return []string{
+	args := []string{
 		"-M", "pc", "-accel", "tcg,thread=single", "-cpu", "max",
 		"-smp", fmt.Sprint(c.smp), "-m", fmt.Sprintf("%dM", c.memMiB),
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
@@ -67,10 +74,26 @@ func qemuArgs(c *vmConfig) []string {
 		"-chardev", "file,id=payload,path=/dev/fd/4",
 		"-serial", "chardev:console", "-serial", "chardev:payload",
 	}
+	if c.bios != "" {
+		args = append(args, "-bios", c.bios)
+	}
+	return append(args, nicArgs(c.nics)...)
 }
 
-// troubleMarkers are console texts of a kernel in trouble.
-var troubleMarkers = []string{"Kernel panic", "Oops:", "BUG:", "WARNING:", "general protection fault", "Call Trace:"}
+// nicArgs joins n virtio-net NICs with one QEMU hub: a frame sent by one
+// reaches all the others, and nothing else (no host network, no user-mode
+// network, no tap). Each has a fixed MAC address (52:54:00:00:00:01, ...)
+// and no boot ROM (the firmware would run it at every boot).
+func nicArgs(n int) []string {
+	var args []string
+	for i := range n {
+		id := fmt.Sprintf("nic%d", i)
+		args = append(args,
+			"-netdev", fmt.Sprintf("hubport,id=%s,hubid=0", id),
+			"-device", fmt.Sprintf("virtio-net-pci,netdev=%s,mac=52:54:00:00:00:%02x,romfile=", id, i+1))
+	}
+	return args
+}
 
 // runVM boots QEMU and waits until the guest reports the test's exit status
 // and powers off, the time limit passes, or a signal arrives. QEMU runs in
@@ -132,21 +155,14 @@ func runVM(c *vmConfig) *vmResult {
 		if c.console != nil {
 			w = io.MultiWriter(res.console, c.console)
 		}
-		lw := &lineWatcher{onLine: func(line string) {
-			for _, m := range troubleMarkers {
-				if strings.Contains(line, m) {
-					mu.Lock()
-					// The first sign of trouble, unless a panic follows.
-					if res.trouble == "" || m == "Kernel panic" && !strings.Contains(res.trouble, m) {
-						res.trouble = strings.TrimSpace(line)
-					}
-					mu.Unlock()
-					break
-				}
-			}
-		}}
+		trouble := newTroubleScanner()
+		lw := &lineWatcher{onLine: trouble.Line}
 		_, _ = io.Copy(io.MultiWriter(w, lw), conR)
+		lw.Flush()
 		conR.Close()
+		mu.Lock()
+		res.reports, res.moreReports = trouble.Reports()
+		mu.Unlock()
 	}()
 	go func() {
 		defer readers.Done()
@@ -270,6 +286,14 @@ func (l *lineWatcher) Write(p []byte) (int, error) {
 		l.part = nil
 	}
 	return len(p), nil
+}
+
+// Flush hands on an unfinished last line.
+func (l *lineWatcher) Flush() {
+	if len(l.part) > 0 {
+		l.onLine(strings.TrimRight(string(l.part), "\r"))
+		l.part = nil
+	}
 }
 
 // limitedBuffer keeps the first max bytes written to it.

@@ -1,0 +1,32 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+)
+
+func TestQEMUArgsNICs(t *testing.T) {
+	base := &vmConfig{kernel: "/k/bzImage", memMiB: 1024, smp: 2}
+	args := strings.Join(qemuArgs(base), " ")
+	assert.NotContains(t, args, "-netdev", "no NICs unless asked for")
+	assert.Contains(t, args, "-nodefaults", "-nodefaults: no default NIC either")
+
+	two := *base
+	two.nics = 2
+	args = strings.Join(qemuArgs(&two), " ")
+	assert.Contains(t, args, "-netdev hubport,id=nic0,hubid=0 -device virtio-net-pci,netdev=nic0,mac=52:54:00:00:00:01,romfile=")
+	assert.Contains(t, args, "-netdev hubport,id=nic1,hubid=0 -device virtio-net-pci,netdev=nic1,mac=52:54:00:00:00:02,romfile=")
+	assert.NotContains(t, args, "-bios", "no firmware named: QEMU's own")
+
+	tuned := *base
+	tuned.bios, tuned.tscKHz, tuned.append = "/q/qboot.rom", 2445412, "loglevel=8"
+	args = strings.Join(qemuArgs(&tuned), " ")
+	assert.Contains(t, args, "-bios /q/qboot.rom")
+	assert.Contains(t, args, " tsc_early_khz=2445412 loglevel=8", "the host's TSC rate, before the caller's words")
+
+	for _, host := range []string{"user", "tap", "bridge", "socket", "stream", "dgram", "vhost"} {
+		assert.NotContains(t, args, "-netdev "+host, "no host network")
+	}
+}

@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -133,19 +132,29 @@ func run() (st Status) {
 	cmd.Stdout = payload
 	cmd.Stderr = payload
 	logf("init ready after %v; running %s", time.Since(start).Round(time.Millisecond), cfg.Binary)
-	err = cmd.Run()
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-		return Status{Kind: Exit}
-	case errors.As(err, &ee):
-		ws, ok := ee.Sys().(syscall.WaitStatus)
-		if ok && ws.Signaled() {
+	if err := cmd.Start(); err != nil {
+		return Status{Kind: Error, Msg: fmt.Sprintf("start test binary: %v", err)}
+	}
+	// As PID 1, init inherits every orphan (a test's killed children's
+	// children): reap them all, and report the test binary's own status.
+	// cmd.Wait is not called: the output goes straight to a file, so no
+	// copying goroutine needs it.
+	for {
+		var ws unix.WaitStatus
+		pid, err := unix.Wait4(-1, &ws, 0, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return Status{Kind: Error, Msg: fmt.Sprintf("wait for the test binary: %v", err)}
+		}
+		if pid != cmd.Process.Pid {
+			continue // an orphan, reaped
+		}
+		if ws.Signaled() {
 			return Status{Kind: Signal, Code: int(ws.Signal()), Msg: unix.SignalName(ws.Signal())}
 		}
-		return Status{Kind: Exit, Code: ee.ExitCode()}
-	default:
-		return Status{Kind: Error, Msg: fmt.Sprintf("start test binary: %v", err)}
+		return Status{Kind: Exit, Code: ws.ExitStatus()}
 	}
 }
 

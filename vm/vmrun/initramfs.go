@@ -27,7 +27,8 @@ const guestBinDir = "/vmrun/bin"
 
 // writeInitramfs writes the VM's initramfs to w: a small root with /init
 // (the file at initPath), the test binary, the package folder dir with its
-// testdata tree at the same absolute path, and the run configuration cfg
+// testdata tree at the same absolute path (and the module root's testdata,
+// where dir is below it), and the run configuration cfg
 // (whose Binary and Dir it fills in). It returns warnings about files of
 // testdata that it left out.
 func writeInitramfs(w io.Writer, initPath, binary, dir string, cfg *vminit.Config) ([]string, error) {
@@ -80,6 +81,15 @@ func writeInitramfs(w io.Writer, initPath, binary, dir string, cfg *vminit.Confi
 	if err != nil {
 		return nil, err
 	}
+	// The module's own testdata (recorded measurements that tests of
+	// packages below it read), where the package is not the module root.
+	if root := moduleRoot(dir); root != "" && root != dir {
+		w, err := addTree(c, filepath.Join(root, "testdata"))
+		if err != nil {
+			return nil, err
+		}
+		warnings = append(warnings, w...)
+	}
 	b, err := json.Marshal(cfg)
 	if err != nil {
 		return nil, err
@@ -88,6 +98,19 @@ func writeInitramfs(w io.Writer, initPath, binary, dir string, cfg *vminit.Confi
 		return nil, err
 	}
 	return warnings, c.Close()
+}
+
+// moduleRoot returns the nearest folder at or above dir that holds a go.mod,
+// or "".
+func moduleRoot(dir string) string {
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return d
+		}
+		if d == filepath.Dir(d) {
+			return ""
+		}
+	}
 }
 
 func addFile(c *cpioWriter, name, src string, perm fs.FileMode) error {

@@ -119,11 +119,18 @@ func openHandle() (*netlink.Handle, error) {
 		if before[ino] || !isRouteSocket(fd) {
 			continue
 		}
-		if err := unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_EXT_ACK, 1); err != nil {
+		err := unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_EXT_ACK, 1)
+		switch err {
+		case nil:
+			enabled++
+		case unix.EBADF, unix.ENOTSOCK, unix.ENOPROTOOPT:
+			// Another goroutine's socket, closed (and its number
+			// perhaps reused) since it was listed: not ours, which
+			// nobody else can close.
+		default:
 			h.Close()
 			return nil, fmt.Errorf("switch on NETLINK_EXT_ACK: %w", err)
 		}
-		enabled++
 	}
 	if enabled == 0 {
 		h.Close()

@@ -77,9 +77,13 @@ func writeInitramfs(w io.Writer, initPath, binary, dir string, cfg *vminit.Confi
 	if err := c.Dir(dir, 0o755, time.Time{}); err != nil {
 		return nil, err
 	}
-	warnings, err := addTree(c, filepath.Join(dir, "testdata"))
-	if err != nil {
-		return nil, err
+	var warnings []string
+	for _, d := range testdataDirs(dir) {
+		w, err := addTree(c, filepath.Join(d, "testdata"))
+		if err != nil {
+			return nil, err
+		}
+		warnings = append(warnings, w...)
 	}
 	// The module's own testdata (recorded measurements that tests of
 	// packages below it read), where the package is not the module root.
@@ -110,6 +114,24 @@ func moduleRoot(dir string) string {
 		if d == filepath.Dir(d) {
 			return ""
 		}
+	}
+}
+
+// testdataDirs returns dir and, if dir is inside a Go module, the folders
+// above it up to the module's root (the nearest one with a go.mod): the
+// folders whose testdata trees go into the VM.
+func testdataDirs(dir string) []string {
+	dirs := []string{dir}
+	for d := dir; ; {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return dirs
+		}
+		parent := filepath.Dir(d)
+		if parent == d {
+			return dirs[:1] // not in a module: the package folder only
+		}
+		d = parent
+		dirs = append(dirs, d)
 	}
 }
 

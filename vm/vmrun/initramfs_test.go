@@ -23,6 +23,12 @@ func TestWriteInitramfs(t *testing.T) {
 	require.NoError(t, os.WriteFile(binary, []byte("TEST"), 0o700))
 
 	dir := filepath.Join(tmp, "src", "pkg")
+	// The module root's testdata goes in too; a folder above the module's does not.
+	require.NoError(t, os.MkdirAll(filepath.Join(tmp, "src", "testdata"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(tmp, "src", "go.mod"), []byte("module x\n"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(tmp, "src", "testdata", "root.txt"), []byte("root"), 0o644))
+	require.NoError(t, os.MkdirAll(filepath.Join(tmp, "testdata"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(tmp, "testdata", "outside.txt"), []byte("no"), 0o644))
 	td := filepath.Join(dir, "testdata")
 	require.NoError(t, os.MkdirAll(filepath.Join(td, "sub"), 0o755))
 	require.NoError(t, os.WriteFile(filepath.Join(td, "a.txt"), []byte("aaa"), 0o644))
@@ -51,13 +57,14 @@ func TestWriteInitramfs(t *testing.T) {
 		mode uint32
 		data string
 	}{
-		"init":                      {0o100755, "INIT"},
-		"vmrun/bin/pkg.test":        {0o100755, "TEST"},
-		"dev/console":               {0o020600, ""},
-		"tmp":                       {0o041777, ""},
-		"etc/passwd":                {0o100644, etcFiles["etc/passwd"]},
-		rel:                         {0o040755, ""},
-		rel + "/testdata/a.txt":     {0o100644, "aaa"},
+		"init":                  {0o100755, "INIT"},
+		"vmrun/bin/pkg.test":    {0o100755, "TEST"},
+		"dev/console":           {0o020600, ""},
+		"tmp":                   {0o041777, ""},
+		"etc/passwd":            {0o100644, etcFiles["etc/passwd"]},
+		rel:                     {0o040755, ""},
+		rel + "/testdata/a.txt": {0o100644, "aaa"},
+		strings.TrimPrefix(filepath.Join(tmp, "src", "testdata", "root.txt"), "/"): {0o100644, "root"},
 		rel + "/testdata/sub/b.bin": {0o100600, "\x00\x01\x02"},
 		rel + "/testdata/link":      {0o120777, "a.txt"},
 		rel + "/testdata/sub":       {0o040755, ""},
@@ -77,6 +84,8 @@ func TestWriteInitramfs(t *testing.T) {
 		}
 	}
 	assert.NotContains(t, byName, rel+"/pkg_test.go", "only testdata goes in")
+	assert.NotContains(t, byName, strings.TrimPrefix(filepath.Join(tmp, "testdata", "outside.txt"), "/"), "nothing above the module root")
+	assert.NotContains(t, byName, strings.TrimPrefix(filepath.Join(tmp, "src", "go.mod"), "/"), "only testdata goes in")
 	assert.NotContains(t, byName, rel+"/testdata/fifo")
 
 	var got vminit.Config

@@ -27,8 +27,9 @@ const guestBinDir = "/vmrun/bin"
 
 // writeInitramfs writes the VM's initramfs to w: a small root with /init
 // (the file at initPath), the test binary, the package folder dir with its
-// testdata tree at the same absolute path (and the module root's testdata,
-// where dir is below it), and the run configuration cfg
+// testdata tree at the same absolute path (and the testdata trees of the
+// folders above it up to the module root, which tests of packages below it
+// read, e.g. ../../testdata), and the run configuration cfg
 // (whose Binary and Dir it fills in). It returns warnings about files of
 // testdata that it left out.
 func writeInitramfs(w io.Writer, initPath, binary, dir string, cfg *vminit.Config) ([]string, error) {
@@ -85,15 +86,6 @@ func writeInitramfs(w io.Writer, initPath, binary, dir string, cfg *vminit.Confi
 		}
 		warnings = append(warnings, w...)
 	}
-	// The module's own testdata (recorded measurements that tests of
-	// packages below it read), where the package is not the module root.
-	if root := moduleRoot(dir); root != "" && root != dir {
-		w, err := addTree(c, filepath.Join(root, "testdata"))
-		if err != nil {
-			return nil, err
-		}
-		warnings = append(warnings, w...)
-	}
 	b, err := json.Marshal(cfg)
 	if err != nil {
 		return nil, err
@@ -102,19 +94,6 @@ func writeInitramfs(w io.Writer, initPath, binary, dir string, cfg *vminit.Confi
 		return nil, err
 	}
 	return warnings, c.Close()
-}
-
-// moduleRoot returns the nearest folder at or above dir that holds a go.mod,
-// or "".
-func moduleRoot(dir string) string {
-	for d := dir; ; d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return d
-		}
-		if d == filepath.Dir(d) {
-			return ""
-		}
-	}
 }
 
 // testdataDirs returns dir and, if dir is inside a Go module, the folders

@@ -434,7 +434,7 @@ func TestEchoLargeMessages(t *testing.T) {
 	conn, err := dial(ctx, r.Addr())
 	require.NoError(t, err)
 	defer conn.Close()
-	data := randomData(32 << 20)
+	data := randomData(large(32 << 20))
 	sent := make(chan error, 1)
 	go func() {
 		_, err := conn.Write(data)

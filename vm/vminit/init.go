@@ -49,8 +49,9 @@ func under(path, dir string) bool {
 }
 
 // Main is the VM's init: it mounts the usual file systems, brings loopback
-// up, runs the test binary described at ConfigPath with its output on the
-// payload port, reports its exit status there and powers the VM off. It
+// up, runs the test binary (or the batch of them) described at ConfigPath
+// with its output on the payload port, reports its exit status there and
+// powers the VM off. It
 // never returns. Messages of init itself go to the kernel console.
 func Main() {
 	status := run()
@@ -89,11 +90,18 @@ func run() (st Status) {
 		return Status{Kind: Error, Msg: err.Error()}
 	}
 	// /dev/console came from the initramfs; the rest is mounted here.
+	workDirs := []string{cfg.Dir}
+	for _, j := range cfg.Jobs {
+		workDirs = append(workDirs, j.Dir)
+	}
+mounting:
 	for _, m := range mounts {
-		if m.fstype == "tmpfs" && under(cfg.Dir, m.target) {
-			// The package folder with its testdata is in the initramfs.
-			logf("not mounting tmpfs on %s: it holds the working folder %s", m.target, cfg.Dir)
-			continue
+		for _, d := range workDirs {
+			if m.fstype == "tmpfs" && d != "" && under(d, m.target) {
+				// The package folder with its testdata is in the initramfs.
+				logf("not mounting tmpfs on %s: it holds the working folder %s", m.target, d)
+				continue mounting
+			}
 		}
 		if err := os.MkdirAll(m.target, 0o755); err != nil {
 			logf("mkdir %s: %v", m.target, err)
@@ -120,18 +128,58 @@ func run() (st Status) {
 	if err := unix.Sethostname([]byte("busypolltest-vm")); err != nil {
 		logf("sethostname: %v", err)
 	}
-	for _, d := range append([]string{cfg.Dir}, cfg.Mkdir...) {
+	dirs := append([]string{cfg.Dir}, cfg.Mkdir...)
+	for _, j := range cfg.Jobs {
+		dirs = append(dirs, j.Dir)
+	}
+	for _, d := range dirs {
+		if d == "" {
+			continue
+		}
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return Status{Kind: Error, Msg: err.Error()}
 		}
 	}
+	env := append(append([]string{}, BaseEnv...), cfg.Env...)
+	logf("init ready after %v", time.Since(start).Round(time.Millisecond))
+	if len(cfg.Jobs) == 0 {
+		return runBinary(cfg.Binary, cfg.Args, cfg.Dir, env)
+	}
+	// A batch: every job runs, whatever the ones before it did, in the
+	// same kernel (what one leaves behind, the next one sees).
+	failed := 0
+	for i, j := range cfg.Jobs {
+		report(Status{Kind: Begin, Job: i})
+		st := runBinary(j.Binary, j.Args, j.Dir, env)
+		end := Status{Kind: End, Job: i}
+		switch st.Kind {
+		case Exit:
+			end.Code = st.Code
+		case Signal:
+			end.Code, end.Msg = 128+st.Code, st.String()
+		default:
+			end.Code, end.Msg = 125, st.Msg
+		}
+		if end.Code != 0 {
+			failed++
+		}
+		report(end)
+	}
+	if failed > 0 {
+		return Status{Kind: Exit, Code: 1}
+	}
+	return Status{Kind: Exit}
+}
 
-	cmd := exec.Command(cfg.Binary, cfg.Args...)
-	cmd.Dir = cfg.Dir
-	cmd.Env = append(append([]string{}, BaseEnv...), cfg.Env...)
+// runBinary runs a test binary in dir with its output on the payload port
+// and returns how it ended.
+func runBinary(binary string, args []string, dir string, env []string) Status {
+	cmd := exec.Command(binary, args...)
+	cmd.Dir = dir
+	cmd.Env = env
 	cmd.Stdout = payload
 	cmd.Stderr = payload
-	logf("init ready after %v; running %s", time.Since(start).Round(time.Millisecond), cfg.Binary)
+	logf("running %s", binary)
 	if err := cmd.Start(); err != nil {
 		return Status{Kind: Error, Msg: fmt.Sprintf("start test binary: %v", err)}
 	}
@@ -167,8 +215,16 @@ func readConfig() (*Config, error) {
 	if err := json.Unmarshal(b, &cfg); err != nil {
 		return nil, fmt.Errorf("decode %s: %w", ConfigPath, err)
 	}
-	if cfg.Nonce == "" || cfg.Port == "" || cfg.Binary == "" || !filepath.IsAbs(cfg.Dir) {
-		return nil, fmt.Errorf("%s: nonce, port, binary and an absolute dir are required", ConfigPath)
+	if cfg.Nonce == "" || cfg.Port == "" {
+		return nil, fmt.Errorf("%s: nonce and port are required", ConfigPath)
+	}
+	if len(cfg.Jobs) == 0 && (cfg.Binary == "" || !filepath.IsAbs(cfg.Dir)) {
+		return nil, fmt.Errorf("%s: a binary and an absolute dir, or jobs, are required", ConfigPath)
+	}
+	for i, j := range cfg.Jobs {
+		if j.Binary == "" || !filepath.IsAbs(j.Dir) {
+			return nil, fmt.Errorf("%s: job %d (%s): a binary and an absolute dir are required", ConfigPath, i, j.Name)
+		}
 	}
 	return &cfg, nil
 }

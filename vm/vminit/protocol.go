@@ -38,6 +38,23 @@ type Config struct {
 	// Mkdir lists folders to create after the file systems are mounted,
 	// such as the folders of output files named in the test flags.
 	Mkdir []string `json:"mkdir,omitempty"`
+	// Jobs, when there are any, make the run a batch: init runs each job's
+	// binary in turn, in one boot, instead of Binary. Each job is framed by
+	// a Begin and an End record, and the final Exit record says 0 when
+	// every job exited 0, else 1.
+	Jobs []Job `json:"jobs,omitempty"`
+}
+
+// Job is one test binary of a batch run.
+type Job struct {
+	// Name labels the job in the runner's summary (a package path).
+	Name string `json:"name"`
+	// Binary is the path of the test binary inside the VM.
+	Binary string `json:"binary"`
+	// Args are the arguments after the binary path.
+	Args []string `json:"args"`
+	// Dir is the working directory of the test binary.
+	Dir string `json:"dir"`
 }
 
 // Kind is the kind of a status record.
@@ -53,17 +70,25 @@ const (
 	Signal Kind = "signal"
 	// Error: init could not run the test binary; Msg says why.
 	Error Kind = "error"
+	// Begin: job Job of a batch starts.
+	Begin Kind = "begin"
+	// End: job Job of a batch ended with exit status Code (128+N when
+	// killed by signal N, 125 when it could not start); Msg says how when
+	// it did not simply exit.
+	End Kind = "end"
 )
 
 // Status is one status record.
 type Status struct {
 	Kind Kind
-	Code int    // exit status (Exit) or signal number (Signal)
-	Msg  string // signal name (Signal) or error text (Error)
+	Code int    // exit status (Exit, End) or signal number (Signal)
+	Msg  string // signal name (Signal), error text (Error), what happened (End)
+	Job  int    // the job's index in Config.Jobs (Begin, End)
 }
 
-// Final reports whether s ends the run (everything but Ready).
-func (s Status) Final() bool { return s.Kind != Ready }
+// Final reports whether s ends the run: Exit, Signal and Error do; Ready,
+// Begin and End do not.
+func (s Status) Final() bool { return s.Kind != Ready && s.Kind != Begin && s.Kind != End }
 
 // String describes s for people.
 func (s Status) String() string {
@@ -76,6 +101,13 @@ func (s Status) String() string {
 		return fmt.Sprintf("killed by signal %d (%s)", s.Code, s.Msg)
 	case Error:
 		return "init error: " + s.Msg
+	case Begin:
+		return fmt.Sprintf("job %d begins", s.Job)
+	case End:
+		if s.Msg != "" {
+			return fmt.Sprintf("job %d ended with exit status %d (%s)", s.Job, s.Code, s.Msg)
+		}
+		return fmt.Sprintf("job %d ended with exit status %d", s.Job, s.Code)
 	}
 	return fmt.Sprintf("unknown status %q", string(s.Kind))
 }
@@ -101,6 +133,13 @@ func Format(nonce string, s Status) []byte {
 		fmt.Fprintf(&b, " %d %s", s.Code, oneLine(s.Msg))
 	case Error:
 		b.WriteString(" " + oneLine(s.Msg))
+	case Begin:
+		fmt.Fprintf(&b, " %d", s.Job)
+	case End:
+		fmt.Fprintf(&b, " %d %d", s.Job, s.Code)
+		if s.Msg != "" {
+			b.WriteString(" " + oneLine(s.Msg))
+		}
 	}
 	b.WriteByte('\n')
 	line := b.Bytes()
@@ -144,6 +183,24 @@ func Parse(text string) (Status, error) {
 		return Status{Kind: Signal, Code: code, Msg: name}, nil
 	case Error:
 		return Status{Kind: Error, Msg: rest}, nil
+	case Begin:
+		job, err := strconv.Atoi(rest)
+		if err != nil || job < 0 {
+			return Status{}, fmt.Errorf("status record %q: job must be a number from 0", text)
+		}
+		return Status{Kind: Begin, Job: job}, nil
+	case End:
+		num, rest, _ := strings.Cut(rest, " ")
+		code, msg, _ := strings.Cut(rest, " ")
+		job, err := strconv.Atoi(num)
+		if err != nil || job < 0 {
+			return Status{}, fmt.Errorf("status record %q: job must be a number from 0", text)
+		}
+		c, err := strconv.Atoi(code)
+		if err != nil || c < 0 || c > 255 {
+			return Status{}, fmt.Errorf("status record %q: exit status must be a number from 0 to 255", text)
+		}
+		return Status{Kind: End, Job: job, Code: c, Msg: msg}, nil
 	}
 	return Status{}, fmt.Errorf("status record %q: unknown kind %q", text, kind)
 }

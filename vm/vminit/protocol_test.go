@@ -20,6 +20,9 @@ func TestFormatParse(t *testing.T) {
 		{Status{Kind: Exit, Code: 255}, "exit 255"},
 		{Status{Kind: Signal, Code: 9, Msg: "SIGKILL"}, "signal 9 SIGKILL"},
 		{Status{Kind: Error, Msg: "mount proc on /proc: no such device"}, "error mount proc on /proc: no such device"},
+		{Status{Kind: Begin, Job: 3}, "begin 3"},
+		{Status{Kind: End, Job: 0, Code: 0}, "end 0 0"},
+		{Status{Kind: End, Job: 11, Code: 137, Msg: "killed by signal 9 (SIGKILL)"}, "end 11 137 killed by signal 9 (SIGKILL)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.line, func(t *testing.T) {
@@ -28,7 +31,7 @@ func TestFormatParse(t *testing.T) {
 			got, err := Parse(tt.line)
 			require.NoError(t, err)
 			assert.Equal(t, tt.st, got)
-			assert.Equal(t, tt.st.Kind != Ready, got.Final())
+			assert.Equal(t, tt.st.Kind != Ready && tt.st.Kind != Begin && tt.st.Kind != End, got.Final())
 		})
 	}
 }
@@ -47,6 +50,7 @@ func TestParseErrors(t *testing.T) {
 	for _, line := range []string{
 		"", "ready now", "exit", "exit -1", "exit 256", "exit one",
 		"signal", "signal 0 X", "signal 65 X", "signal x", "done 0",
+		"begin", "begin -1", "begin x", "end", "end 1", "end x 0", "end 1 256", "end 1 x",
 	} {
 		t.Run(line, func(t *testing.T) {
 			_, err := Parse(line)

@@ -33,12 +33,27 @@ const guestBinDir = "/vmrun/bin"
 // (whose Binary and Dir it fills in). It returns warnings about files of
 // testdata that it left out.
 func writeInitramfs(w io.Writer, initPath, binary, dir string, cfg *vminit.Config) ([]string, error) {
-	if !filepath.IsAbs(dir) {
-		return nil, fmt.Errorf("package folder %q is not absolute", dir)
+	return writeBatchInitramfs(w, initPath, []batchJob{{binary: binary, dir: dir}}, cfg)
+}
+
+// writeBatchInitramfs is writeInitramfs for several test binaries, each
+// with its package folder. With cfg.Jobs (one per job, in the same order) it
+// fills in their Binary and Dir; without, there must be one job and it
+// fills in cfg.Binary and cfg.Dir.
+func writeBatchInitramfs(w io.Writer, initPath string, jobs []batchJob, cfg *vminit.Config) ([]string, error) {
+	batch := cfg.Jobs != nil
+	if batch && len(cfg.Jobs) != len(jobs) || !batch && len(jobs) != 1 {
+		return nil, fmt.Errorf("internal error: %d jobs for a configuration with %d", len(jobs), len(cfg.Jobs))
 	}
-	for _, m := range []string{"/dev", "/proc", "/sys", "/vmrun"} {
-		if dir == m || strings.HasPrefix(dir, m+"/") || dir == "/" {
-			return nil, fmt.Errorf("package folder %s cannot be recreated in the VM: %s is taken by the VM's own files", dir, m)
+	for _, j := range jobs {
+		dir := j.dir
+		if !filepath.IsAbs(dir) {
+			return nil, fmt.Errorf("package folder %q is not absolute", dir)
+		}
+		for _, m := range []string{"/dev", "/proc", "/sys", "/vmrun"} {
+			if dir == m || strings.HasPrefix(dir, m+"/") || dir == "/" {
+				return nil, fmt.Errorf("package folder %s cannot be recreated in the VM: %s is taken by the VM's own files", dir, m)
+			}
 		}
 	}
 	c := newCpioWriter(w)
@@ -70,21 +85,37 @@ func writeInitramfs(w io.Writer, initPath, binary, dir string, cfg *vminit.Confi
 	if err := addFile(c, "init", initPath, 0o755); err != nil {
 		return nil, err
 	}
-	cfg.Binary = path.Join(guestBinDir, filepath.Base(binary))
-	if err := addFile(c, cfg.Binary, binary, 0o755); err != nil {
-		return nil, err
-	}
-	cfg.Dir = dir
-	if err := c.Dir(dir, 0o755, time.Time{}); err != nil {
-		return nil, err
-	}
 	var warnings []string
-	for _, d := range testdataDirs(dir) {
-		w, err := addTree(c, filepath.Join(d, "testdata"))
-		if err != nil {
+	added := map[string]bool{} // folders whose testdata is in
+	for i, j := range jobs {
+		guest := path.Join(guestBinDir, filepath.Base(j.binary))
+		if batch {
+			// Two packages' binaries may share a base name.
+			guest = path.Join(guestBinDir, fmt.Sprintf("%d-%s", i, filepath.Base(j.binary)))
+			cfg.Jobs[i].Binary, cfg.Jobs[i].Dir = guest, j.dir
+		} else {
+			cfg.Binary, cfg.Dir = guest, j.dir
+		}
+		if err := addFile(c, guest, j.binary, 0o755); err != nil {
 			return nil, err
 		}
-		warnings = append(warnings, w...)
+		if added[j.dir] {
+			continue
+		}
+		if err := c.Dir(j.dir, 0o755, time.Time{}); err != nil {
+			return nil, err
+		}
+		for _, d := range testdataDirs(j.dir) {
+			if added[d] {
+				continue
+			}
+			added[d] = true
+			w, err := addTree(c, filepath.Join(d, "testdata"))
+			if err != nil {
+				return nil, err
+			}
+			warnings = append(warnings, w...)
+		}
 	}
 	b, err := json.Marshal(cfg)
 	if err != nil {

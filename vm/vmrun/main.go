@@ -32,6 +32,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -77,11 +78,31 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(err)
 	}
-	if binary, err = filepath.Abs(binary); err != nil {
-		return fail(err)
+	var jobs []batchJob
+	if o.batch != "" {
+		f, err := os.Open(o.batch)
+		if err != nil {
+			return fail(fmt.Errorf("-batch: %w", err))
+		}
+		jobs, err = parseBatch(f, o.batch)
+		f.Close()
+		if err != nil {
+			return fail(err)
+		}
+	} else {
+		if binary, err = filepath.Abs(binary); err != nil {
+			return fail(err)
+		}
+		dir, err := os.Getwd()
+		if err != nil {
+			return fail(err)
+		}
+		jobs = []batchJob{{name: filepath.Base(binary), dir: dir, binary: binary, args: testArgs}}
 	}
-	if err := checkStatic("test binary", binary); err != nil {
-		return fail(err)
+	for _, j := range jobs {
+		if err := checkStatic("test binary", j.binary); err != nil {
+			return fail(err)
+		}
 	}
 	self, err := os.Executable()
 	if err != nil {
@@ -101,17 +122,24 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(fmt.Errorf("QEMU (%s) not found: install it with vm/install-deps (as root), or name it with -qemu or %s", o.qemu, envQEMU))
 	}
-	dir, err := os.Getwd()
-	if err != nil {
-		return fail(err)
-	}
 	limit, limitSource, err := timeLimit(o.timeout, testArgs)
+	if o.batch != "" {
+		limit, limitSource, err = batchLimit(o.timeout, jobs)
+	}
 	if err != nil {
 		return fail(err)
 	}
-	mkdirs, warnings := outputDirs(testArgs, dir)
-	for _, w := range warnings {
-		fmt.Fprintf(stderr, "vmrun: warning: %s\n", w)
+	var mkdirs []string
+	for _, j := range jobs {
+		dirs, warnings := outputDirs(j.args, j.dir)
+		for _, d := range dirs {
+			if !slices.Contains(mkdirs, d) {
+				mkdirs = append(mkdirs, d)
+			}
+		}
+		for _, w := range warnings {
+			fmt.Fprintf(stderr, "vmrun: warning: %s\n", w)
+		}
 	}
 
 	cfg := &vminit.Config{
@@ -121,9 +149,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Env:   guestEnv(os.Environ(), o.envNames),
 		Mkdir: mkdirs,
 	}
+	var reporter *batchReporter
+	if o.batch != "" {
+		cfg.Args = nil
+		cfg.Jobs = make([]vminit.Job, len(jobs))
+		for i, j := range jobs {
+			cfg.Jobs[i] = vminit.Job{Name: j.name, Args: j.args}
+		}
+		reporter = &batchReporter{out: stdout, jobs: jobs, now: time.Now}
+	}
 	// The initramfs lives in memory (memfd) and reaches QEMU as an
 	// inherited descriptor: nothing is left on disk, even after SIGKILL.
-	initrd, size, warnings, err := buildInitramfs(self, binary, dir, cfg)
+	initrd, size, warnings, err := buildInitramfs(self, jobs, cfg)
 	if err != nil {
 		return fail(fmt.Errorf("write initramfs: %w", err))
 	}
@@ -138,9 +175,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	vc := &vmConfig{
 		qemu: qemu, kernel: kernel, initrd: initrd,
 		memMiB: o.memMiB, smp: o.smp, nics: o.nics, append: o.append, nonce: cfg.Nonce,
-		tscKHz: hostTSCkHz(), bios: o.bios,
+		tscKHz: hostTSCkHz(), hz: kernelHZ(kernel), bios: o.bios,
 		limit: limit, bootLimit: min(o.bootTimeout, limit),
 		stdout: stdout, signals: sigs,
+	}
+	if reporter != nil {
+		vc.onJob = reporter.onJob
 	}
 	var consoles []io.Writer
 	if o.console != "" {
@@ -163,16 +203,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 		vc.console = io.MultiWriter(consoles...)
 	}
 	res := runVM(vc)
-	return explain(res, vc, limitSource, o.verbose, stderr)
+	status := explain(res, vc, limitSource, o.verbose, stderr)
+	if reporter != nil && reporter.ended < len(jobs) {
+		for _, j := range jobs[reporter.ended:] {
+			fmt.Fprintf(stdout, "FAIL\t%s\t(not run to its end: the VM stopped, exit %d)\n", j.name, status)
+		}
+	}
+	return status
 }
 
-func buildInitramfs(initPath, binary, dir string, cfg *vminit.Config) (*os.File, int64, []string, error) {
+func buildInitramfs(initPath string, jobs []batchJob, cfg *vminit.Config) (*os.File, int64, []string, error) {
 	fd, err := unix.MemfdCreate("vmrun-initramfs", unix.MFD_CLOEXEC)
 	if err != nil {
 		return nil, 0, nil, fmt.Errorf("memfd_create: %w", err)
 	}
 	f := os.NewFile(uintptr(fd), "vmrun-initramfs")
-	warnings, err := writeInitramfs(f, initPath, binary, dir, cfg)
+	warnings, err := writeBatchInitramfs(f, initPath, jobs, cfg)
 	if err != nil {
 		f.Close()
 		return nil, 0, nil, err

@@ -67,6 +67,7 @@ type options struct {
 	console      string
 	append       string
 	envNames     []string
+	batch        string // file listing the jobs of a batch run; "": one test binary
 }
 
 // parseOptions reads the runner's flags (before the test binary) with
@@ -136,7 +137,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs := flag.NewFlagSet("vmrun", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: vmrun [flags] TEST-BINARY [test flags]\n\n"+
+		fmt.Fprintf(stderr, "usage: vmrun [flags] TEST-BINARY [test flags]\n       vmrun [flags] -batch FILE\n\n"+
 			"Boots a kernel in QEMU and runs the static TEST-BINARY in it as root,\n"+
 			"in the current folder's place (with its testdata), and exits with its status.\n"+
 			"Made for: CGO_ENABLED=0 go test -exec vm/exec ./...\n\nflags:\n")
@@ -171,12 +172,19 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.StringVar(&o.console, "console", o.console, "write the whole kernel console to this file (env "+envConsole+")")
 	fs.StringVar(&o.append, "append", o.append, "extra kernel command line words (env "+envAppend+")")
 	fs.StringVar(&o.qemu, "qemu", o.qemu, "QEMU binary (env "+envQEMU+")")
+	fs.StringVar(&o.batch, "batch", "", "run the test binaries this file lists, one per line as NAME DIR BINARY [test flags], one after the other in one VM, instead of TEST-BINARY; prints ok or FAIL per line")
 	fs.Func("env", "comma-separated names of host variables to pass to the test (env "+envEnv+"); BUSYPOLLTEST_*, GOTRACEBACK, GODEBUG, GOMAXPROCS always pass", func(v string) error {
 		o.envNames = append(o.envNames, strings.Split(v, ",")...)
 		return nil
 	})
 	if err := fs.Parse(args); err != nil {
 		return nil, "", nil, err
+	}
+	if o.batch != "" && fs.NArg() > 0 {
+		return nil, "", nil, fmt.Errorf("-batch %s runs the binaries it lists: no TEST-BINARY (%q) after it", o.batch, fs.Arg(0))
+	}
+	if o.batch != "" {
+		return o, "", nil, nil
 	}
 	if fs.NArg() == 0 {
 		fs.Usage()

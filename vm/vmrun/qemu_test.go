@@ -21,10 +21,14 @@ func TestQEMUArgsNICs(t *testing.T) {
 	assert.NotContains(t, args, "-bios", "no firmware named: QEMU's own")
 
 	tuned := *base
-	tuned.bios, tuned.tscKHz, tuned.append = "/q/qboot.rom", 2445412, "loglevel=8"
+	tuned.bios, tuned.tscKHz, tuned.hz, tuned.append = "/q/qboot.rom", 2445412, 250, "loglevel=8"
 	args = strings.Join(qemuArgs(&tuned), " ")
 	assert.Contains(t, args, "-bios /q/qboot.rom")
-	assert.Contains(t, args, " tsc_early_khz=2445412 loglevel=8", "the host's TSC rate, before the caller's words")
+	assert.Contains(t, args, " tsc_early_khz=2445412 lpj=9781648 loglevel=8", "the host's TSC rate (and loops per jiffy at HZ 250), before the caller's words")
+	noHZ := tuned
+	noHZ.hz = 0
+	assert.NotContains(t, strings.Join(qemuArgs(&noHZ), " "), "lpj=", "no lpj= for a kernel of unknown HZ")
+	assert.Contains(t, args, " noapictimer ")
 
 	for _, host := range []string{"user", "tap", "bridge", "socket", "stream", "dgram", "vhost"} {
 		assert.NotContains(t, args, "-netdev "+host, "no host network")

@@ -37,8 +37,9 @@ func qemuWithMarker(t *testing.T, marker string) []string {
 // the kernel vmrun would use (BUSYPOLLTEST_KERNEL or the newest cached one)
 // and checks, end to end: the payload's output and exit status come back,
 // the time limit and SIGINT kill QEMU, no QEMU is left behind, the guest has
-// no NIC by default, and with -nics 2 it has two virtio-net NICs that reach
-// each other.
+// no NIC by default, with -nics 2 it has two virtio-net NICs that reach
+// each other, and -batch runs several binaries in one VM, each with its
+// ok or FAIL line.
 func TestVM(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots VMs (a few seconds each): skipped with -short")
@@ -72,19 +73,34 @@ func TestVM(t *testing.T) {
 		stdout  string
 		stderr  string
 		sigint  bool // send SIGINT once the payload sleeps
-		noReady bool // the VM is stopped before init runs
+		noReady bool     // the VM is stopped before init runs
+		batch   []string // -batch: one job per mode, instead of one payload
 	}{
 		{name: "exit 0", mode: "exit0", code: 0, stdout: "payload: checks done\n"},
 		{name: "exit 3", mode: "exit3", code: 3, stdout: "payload: checks done\n"},
 		{name: "two NICs on a hub", flags: []string{"-nics", "2"}, mode: "nics", code: 0, stdout: "payload: eth0 and eth1 passed a TCP connection\npayload: checks done\n"},
 		{name: "SIGINT", mode: "sleep", code: 128 + int(syscall.SIGINT), stdout: "payload: sleeping\n", stderr: "vmrun: got interrupt: killed QEMU", sigint: true},
+		{name: "batch", batch: []string{"exit0", "exit3", "exit0"}, code: 1,
+			stdout: "payload: checks done\nok  \tjob-0\t"},
 		{name: "time limit", flags: []string{"-timeout", "1s"}, mode: "sleep", code: exitTimeLimit, stderr: "vmrun: time limit of 1s reached (-timeout or BUSYPOLLTEST_VM_TIMEOUT): killed QEMU", noReady: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			marker := fmt.Sprintf("vmrun_test=%d_%d", os.Getpid(), time.Now().UnixNano())
 			args := append([]string{"-append", marker}, tt.flags...)
-			args = append(args, payload, "-mode="+tt.mode)
+			if tt.batch != nil {
+				dir, err := os.Getwd()
+				require.NoError(t, err)
+				var jobs strings.Builder
+				for i, mode := range tt.batch {
+					fmt.Fprintf(&jobs, "job-%d %s %s -mode=%s\n", i, dir, payload, mode)
+				}
+				file := filepath.Join(t.TempDir(), "jobs")
+				require.NoError(t, os.WriteFile(file, []byte(jobs.String()), 0o644))
+				args = append(args, "-batch", file)
+			} else {
+				args = append(args, payload, "-mode="+tt.mode)
+			}
 			cmd := exec.Command(vmrun, args...)
 			var stdout, stderr bytes.Buffer
 			cmd.Stderr = &stderr
@@ -116,6 +132,12 @@ func TestVM(t *testing.T) {
 			assert.NotContains(t, stdout.String(), "payload: FAIL")
 			assert.NotContains(t, stdout.String(), "\x00vmrun:", "status records are stripped")
 			assert.NotContains(t, stdout.String(), "\r", "raw output: no carriage returns")
+			if tt.batch != nil {
+				// Each job's output, then its line; all in one VM.
+				assert.Regexp(t, `(?s)^payload: checks done\nok  \tjob-0\t[0-9.]+s\n`+
+					`payload: checks done\nFAIL\tjob-1\t[0-9.]+s \(exit 3\)\n`+
+					`payload: checks done\nok  \tjob-2\t[0-9.]+s\n$`, stdout.String())
+			}
 			if tt.noReady {
 				assert.Contains(t, stderr.String(), "kernel console", "the console tail explains")
 			}

@@ -28,9 +28,9 @@ type vmConfig struct {
 	append           string // extra kernel command line
 	nonce            string
 	limit, bootLimit time.Duration
-	stdout           io.Writer // the test's output
+	stdout           io.Writer           // the test's output
 	onJob            func(vminit.Status) // a batch's Begin and End records, in order with the output
-	console          io.Writer // optional copy of the kernel console
+	console          io.Writer           // optional copy of the kernel console
 	signals          <-chan os.Signal
 }
 

@@ -72,7 +72,7 @@ func TestVM(t *testing.T) {
 		code    int
 		stdout  string
 		stderr  string
-		sigint  bool // send SIGINT once the payload sleeps
+		sigint  bool     // send SIGINT once the payload sleeps
 		noReady bool     // the VM is stopped before init runs
 		batch   []string // -batch: one job per mode, instead of one payload
 	}{

@@ -1435,9 +1435,9 @@ func TestBusyPollLeavesNothing(t *testing.T) {
 		// The go command's kill of a test binary that outlived -timeout:
 		// the devices go, and the goroutine dump still comes.
 		{"SIGQUIT", nil, syscall.SIGQUIT, "goroutine dump follows\nSIGQUIT: quit"},
-		// The watchdog fires a tenth before: 4.5 s, time enough for the
-		// setup under emulation.
-		{"test timeout", []string{"-test.timeout=5s"}, nil, "-test.timeout is about to expire"},
+		// The watchdog fires a tenth before: 2.7 s, five times what the
+		// setup takes under emulation (about 0.5 s).
+		{"test timeout", []string{"-test.timeout=3s"}, nil, "-test.timeout is about to expire"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1647,8 +1647,9 @@ func busDevices(t *testing.T) map[int]bool {
 
 // TestBusyPollConcurrentNetdevsim runs TestBusyPoll/netdevsim (plain and
 // link_flap) twice at the same time in one kernel, in two child processes,
-// and requires both to pass and to leave no device behind: random device ids, anonymous
-// namespaces and per-process ownership records keep them apart.
+// and requires both to pass and to leave no device behind: random device
+// ids, anonymous namespaces and per-process ownership records keep them
+// apart.
 func TestBusyPollConcurrentNetdevsim(t *testing.T) {
 	const concurrentScenarios = "plain|link_flap"
 	requireNetdevsimParent(t)

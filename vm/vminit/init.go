@@ -51,8 +51,8 @@ func under(path, dir string) bool {
 // Main is the VM's init: it mounts the usual file systems, brings loopback
 // up, runs the test binary (or the batch of them) described at ConfigPath
 // with its output on the payload port, reports its exit status there and
-// powers the VM off. It
-// never returns. Messages of init itself go to the kernel console.
+// powers the VM off. It never returns. Messages of init itself go to the
+// kernel console.
 func Main() {
 	status := run()
 	powerOff(status)

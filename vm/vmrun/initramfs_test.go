@@ -131,3 +131,50 @@ func TestWriteInitramfsErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestWriteBatchInitramfs(t *testing.T) {
+	tmp := t.TempDir()
+	initPath := filepath.Join(tmp, "vmrun")
+	require.NoError(t, os.WriteFile(initPath, []byte("INIT"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(tmp, "go.mod"), []byte("module x\n"), 0o644))
+	require.NoError(t, os.MkdirAll(filepath.Join(tmp, "testdata"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(tmp, "testdata", "root"), []byte("root"), 0o644))
+	var jobs []batchJob
+	for i, pkg := range []string{"a", "b/a"} {
+		dir := filepath.Join(tmp, pkg)
+		require.NoError(t, os.MkdirAll(filepath.Join(dir, "testdata"), 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "testdata", "f"), []byte(pkg), 0o644))
+		// Two binaries of the same name, as go test -c names them by the
+		// package's last element.
+		bin := filepath.Join(tmp, "bin", string(rune('0'+i)), "a.test")
+		require.NoError(t, os.MkdirAll(filepath.Dir(bin), 0o755))
+		require.NoError(t, os.WriteFile(bin, []byte("TEST "+pkg), 0o755))
+		jobs = append(jobs, batchJob{name: pkg, dir: dir, binary: bin})
+	}
+	// The module root's testdata goes in once, for both.
+	jobs = append(jobs, batchJob{name: "again", dir: jobs[0].dir, binary: jobs[0].binary})
+
+	cfg := &vminit.Config{Nonce: "n", Port: "/dev/ttyS1", Jobs: []vminit.Job{{Name: "a"}, {Name: "b/a"}, {Name: "again"}}}
+	var buf bytes.Buffer
+	_, err := writeBatchInitramfs(&buf, initPath, jobs, cfg)
+	require.NoError(t, err)
+	byName := map[string]string{}
+	for _, e := range parseCpio(t, buf.Bytes()) {
+		_, dup := byName[e.name]
+		assert.False(t, dup && e.mode&0o170000 != 0o040000, "%s is in twice", e.name)
+		byName[e.name] = e.data
+	}
+	assert.Equal(t, "TEST a", byName["vmrun/bin/0-a.test"])
+	assert.Equal(t, "TEST b/a", byName["vmrun/bin/1-a.test"])
+	assert.Equal(t, "TEST a", byName["vmrun/bin/2-a.test"])
+	assert.Equal(t, "b/a", byName[strings.TrimPrefix(filepath.Join(tmp, "b/a/testdata/f"), "/")])
+	assert.Equal(t, "root", byName[strings.TrimPrefix(filepath.Join(tmp, "testdata/root"), "/")])
+	assert.Equal(t, []vminit.Job{
+		{Name: "a", Binary: "/vmrun/bin/0-a.test", Dir: jobs[0].dir},
+		{Name: "b/a", Binary: "/vmrun/bin/1-a.test", Dir: jobs[1].dir},
+		{Name: "again", Binary: "/vmrun/bin/2-a.test", Dir: jobs[0].dir},
+	}, cfg.Jobs)
+
+	_, err = writeBatchInitramfs(&buf, initPath, jobs[:1], &vminit.Config{Jobs: []vminit.Job{{}, {}}})
+	assert.EqualError(t, err, "internal error: 1 jobs for a configuration with 2")
+}

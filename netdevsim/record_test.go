@@ -71,6 +71,18 @@ func newReapFake(t *testing.T) (*fakeKernel, *fakeProcs) {
 	return k, procs
 }
 
+// madeRecordDir makes k's record folder with its lock file, as a bus that
+// has recorded a device leaves it, and returns its path.
+func madeRecordDir(t *testing.T, k *fakeKernel) string {
+	t.Helper()
+	dir := k.bus.records
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	unlock, err := lockRecords(dir, unix.LOCK_SH, true)
+	require.NoError(t, err)
+	unlock()
+	return dir
+}
+
 // recordOf reads the record of o in k's folder; nil if there is none.
 func recordOf(t *testing.T, k *fakeKernel, o owner) *record {
 	t.Helper()
@@ -287,11 +299,7 @@ func TestReapNeverTouchesHandMadeDevices(t *testing.T) {
 
 func TestReapPartialRecords(t *testing.T) {
 	k, procs := newReapFake(t)
-	dir := k.bus.records
-	require.NoError(t, os.MkdirAll(dir, 0o755))
-	lock, err := lockRecords(dir, unix.LOCK_SH, true)
-	require.NoError(t, err)
-	lock()
+	dir := madeRecordDir(t, k)
 
 	// Owner A was killed between recording 3000042 and writing its
 	// new_device (or after deleting it, before updating the record):
@@ -504,11 +512,7 @@ func TestParseRecordName(t *testing.T) {
 // before each deletion.
 func TestReapLooksAgainBeforeDeleting(t *testing.T) {
 	k, procs := newReapFake(t)
-	dir := k.bus.records
-	require.NoError(t, os.MkdirAll(dir, 0o755))
-	lock, err := lockRecords(dir, unix.LOCK_SH, true)
-	require.NoError(t, err)
-	lock()
+	dir := madeRecordDir(t, k)
 	dead := owner{pid: deadPID, start: deadStart}
 	live := owner{pid: livePID, start: liveStart}
 	procs.set(livePID, procStat{start: liveStart, state: 'R'})

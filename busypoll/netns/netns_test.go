@@ -69,23 +69,28 @@ func TestNetNSDoSwitchesAndReturns(t *testing.T) {
 
 	// Threads that ran Do went back to the pool: every thread the runtime
 	// hands out now must be in the original namespace.
+	assertPoolThreadsIn(t, before)
+}
+
+// assertPoolThreadsIn checks that the threads the runtime hands out to 32
+// goroutines at once are all in the network namespace with inode want.
+func assertPoolThreadsIn(t *testing.T, want uint64) {
+	t.Helper()
 	var wg sync.WaitGroup
 	got := make([]uint64, 32)
 	for i := range got {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			runtime.LockOSThread()
 			defer runtime.UnlockOSThread()
 			var st unix.Stat_t
 			if unix.Stat(threadNetNSPath, &st) == nil {
 				got[i] = st.Ino
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	for i, ino := range got {
-		assert.Equal(t, before, ino, "thread %d is in a foreign namespace", i)
+		assert.Equal(t, want, ino, "thread %d is in a foreign namespace", i)
 	}
 }
 
@@ -121,22 +126,7 @@ func TestNetNSDoGoexitIsAnError(t *testing.T) {
 	}
 	assert.NoError(t, ns.Do(func() error { return nil }), "the namespace stays usable")
 	// No thread of the pool was left inside the namespace.
-	var wg sync.WaitGroup
-	got := make([]uint64, 32)
-	for i := range got {
-		wg.Go(func() {
-			runtime.LockOSThread()
-			defer runtime.UnlockOSThread()
-			var st unix.Stat_t
-			if unix.Stat(threadNetNSPath, &st) == nil {
-				got[i] = st.Ino
-			}
-		})
-	}
-	wg.Wait()
-	for i, ino := range got {
-		assert.Equal(t, before, ino, "thread %d is in a foreign namespace", i)
-	}
+	assertPoolThreadsIn(t, before)
 }
 
 func TestNetNSDoErrorOfNestedGoexitIsNotRewrapped(t *testing.T) {

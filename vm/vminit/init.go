@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -90,18 +91,12 @@ func run() (st Status) {
 		return Status{Kind: Error, Msg: err.Error()}
 	}
 	// /dev/console came from the initramfs; the rest is mounted here.
-	workDirs := []string{cfg.Dir}
-	for _, j := range cfg.Jobs {
-		workDirs = append(workDirs, j.Dir)
-	}
-mounting:
+	work := cfg.workDirs()
 	for _, m := range mounts {
-		for _, d := range workDirs {
-			if m.fstype == "tmpfs" && d != "" && under(d, m.target) {
-				// The package folder with its testdata is in the initramfs.
-				logf("not mounting tmpfs on %s: it holds the working folder %s", m.target, d)
-				continue mounting
-			}
+		if i := slices.IndexFunc(work, func(d string) bool { return under(d, m.target) }); m.fstype == "tmpfs" && i >= 0 {
+			// The package folder with its testdata is in the initramfs.
+			logf("not mounting tmpfs on %s: it holds the working folder %s", m.target, work[i])
+			continue
 		}
 		if err := os.MkdirAll(m.target, 0o755); err != nil {
 			logf("mkdir %s: %v", m.target, err)
@@ -128,14 +123,7 @@ mounting:
 	if err := unix.Sethostname([]byte("busypolltest-vm")); err != nil {
 		logf("sethostname: %v", err)
 	}
-	dirs := append([]string{cfg.Dir}, cfg.Mkdir...)
-	for _, j := range cfg.Jobs {
-		dirs = append(dirs, j.Dir)
-	}
-	for _, d := range dirs {
-		if d == "" {
-			continue
-		}
+	for _, d := range append(work, cfg.Mkdir...) {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return Status{Kind: Error, Msg: err.Error()}
 		}
@@ -204,6 +192,18 @@ func runBinary(binary string, args []string, dir string, env []string) Status {
 		}
 		return Status{Kind: Exit, Code: ws.ExitStatus()}
 	}
+}
+
+// workDirs returns the folders the test binaries run in: Dir, or the jobs'.
+func (c *Config) workDirs() []string {
+	if len(c.Jobs) == 0 {
+		return []string{c.Dir}
+	}
+	dirs := make([]string, len(c.Jobs))
+	for i, j := range c.Jobs {
+		dirs[i] = j.Dir
+	}
+	return dirs
 }
 
 func readConfig() (*Config, error) {

@@ -26,21 +26,14 @@ var etcFiles = map[string]string{
 const guestBinDir = "/vmrun/bin"
 
 // writeInitramfs writes the VM's initramfs to w: a small root with /init
-// (the file at initPath), the test binary, the package folder dir with its
-// testdata tree at the same absolute path (and the testdata trees of the
-// folders above it up to the module root, which tests of packages below it
-// read, e.g. ../../testdata), and the run configuration cfg
-// (whose Binary and Dir it fills in). It returns warnings about files of
-// testdata that it left out.
-func writeInitramfs(w io.Writer, initPath, binary, dir string, cfg *vminit.Config) ([]string, error) {
-	return writeBatchInitramfs(w, initPath, []batchJob{{binary: binary, dir: dir}}, cfg)
-}
-
-// writeBatchInitramfs is writeInitramfs for several test binaries, each
-// with its package folder. With cfg.Jobs (one per job, in the same order) it
-// fills in their Binary and Dir; without, there must be one job and it
-// fills in cfg.Binary and cfg.Dir.
-func writeBatchInitramfs(w io.Writer, initPath string, jobs []batchJob, cfg *vminit.Config) ([]string, error) {
+// (the file at initPath), the jobs' test binaries, each job's package folder
+// with its testdata tree at the same absolute path (and the testdata trees
+// of the folders above it up to the module root, which tests of packages
+// below it read, e.g. ../../testdata), and the run configuration cfg. With
+// cfg.Jobs (a batch: one per job, in the same order) it fills in their
+// Binary and Dir; without, there must be one job and it fills in cfg.Binary
+// and cfg.Dir. It returns warnings about files of testdata that it left out.
+func writeInitramfs(w io.Writer, initPath string, jobs []batchJob, cfg *vminit.Config) ([]string, error) {
 	batch := cfg.Jobs != nil
 	if batch && len(cfg.Jobs) != len(jobs) || !batch && len(jobs) != 1 {
 		return nil, fmt.Errorf("internal error: %d jobs for a configuration with %d", len(jobs), len(cfg.Jobs))

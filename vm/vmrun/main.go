@@ -122,9 +122,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(fmt.Errorf("QEMU (%s) not found: install it with vm/install-deps (as root), or name it with -qemu or %s", o.qemu, envQEMU))
 	}
-	limit, limitSource, err := timeLimit(o.timeout, testArgs)
+	var limit time.Duration
+	var limitSource string
 	if o.batch != "" {
 		limit, limitSource, err = batchLimit(o.timeout, jobs)
+	} else {
+		limit, limitSource, err = timeLimit(o.timeout, testArgs)
 	}
 	if err != nil {
 		return fail(err)
@@ -218,7 +221,7 @@ func buildInitramfs(initPath string, jobs []batchJob, cfg *vminit.Config) (*os.F
 		return nil, 0, nil, fmt.Errorf("memfd_create: %w", err)
 	}
 	f := os.NewFile(uintptr(fd), "vmrun-initramfs")
-	warnings, err := writeBatchInitramfs(f, initPath, jobs, cfg)
+	warnings, err := writeInitramfs(f, initPath, jobs, cfg)
 	if err != nil {
 		f.Close()
 		return nil, 0, nil, err

@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"net/netip"
-	"os"
 	"testing"
 	"time"
 
@@ -14,20 +13,10 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
+	"github.com/netdev-go/busypolltest/busypoll/internal/testenv"
 	"github.com/netdev-go/busypolltest/busypoll/link"
 	"github.com/netdev-go/busypolltest/busypoll/netns"
 )
-
-// needRootNetNS skips a test that creates namespaces unless it may.
-func needRootNetNS(t *testing.T) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("skipped with -short: creates network namespaces")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (CAP_SYS_ADMIN) to create network namespaces")
-	}
-}
 
 // newTestNetNS creates a namespace that is released when the test ends.
 func newTestNetNS(t *testing.T, label string) *netns.NetNS {
@@ -53,7 +42,7 @@ func countersIn(t *testing.T, ns *netns.NetNS) Counters {
 // receiver in a server namespace over a veth pair, and checks that each
 // namespace's counters saw exactly its own traffic.
 func TestTransferBetweenNamespaces(t *testing.T) {
-	needRootNetNS(t)
+	testenv.NeedRootNetNS(t)
 	requireSupported(t)
 	tests := []struct {
 		name           string

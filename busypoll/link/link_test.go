@@ -3,25 +3,14 @@ package link
 import (
 	"errors"
 	"net/netip"
-	"os"
 	"testing"
 
+	"github.com/netdev-go/busypolltest/busypoll/internal/testenv"
 	"github.com/netdev-go/busypolltest/busypoll/netns"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 )
-
-// needRootNetNS skips a test that creates namespaces unless it may.
-func needRootNetNS(t *testing.T) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("skipped with -short: creates network namespaces")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (CAP_SYS_ADMIN) to create network namespaces")
-	}
-}
 
 // skipIfNoVeth skips when NewVethPair failed because the kernel has no veth.
 func skipIfNoVeth(t *testing.T, err error) {
@@ -41,7 +30,7 @@ func newTestNetNS(t *testing.T, label string) *netns.NetNS {
 }
 
 func TestNewVethPair(t *testing.T) {
-	needRootNetNS(t)
+	testenv.NeedRootNetNS(t)
 	srv := newTestNetNS(t, "veth-sv")
 	cli := newTestNetNS(t, "veth-cl")
 	p, err := NewVethPair(srv, cli,
@@ -79,7 +68,7 @@ func TestNewVethPair(t *testing.T) {
 }
 
 func TestSetOffloadErrors(t *testing.T) {
-	needRootNetNS(t)
+	testenv.NeedRootNetNS(t)
 	ns := newTestNetNS(t, "offload")
 	tests := []struct {
 		name, ifname string
@@ -100,7 +89,7 @@ func TestSetOffloadErrors(t *testing.T) {
 }
 
 func TestIndexOf(t *testing.T) {
-	needRootNetNS(t)
+	testenv.NeedRootNetNS(t)
 	ns := newTestNetNS(t, "indexof")
 	idx, err := IndexOf(ns, "lo")
 	require.NoError(t, err)

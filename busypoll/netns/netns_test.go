@@ -7,22 +7,12 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/netdev-go/busypolltest/busypoll/internal/testenv"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
-
-// needRootNetNS skips a test that creates namespaces unless it may.
-func needRootNetNS(t *testing.T) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("skipped with -short: creates network namespaces")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (CAP_SYS_ADMIN) to create network namespaces")
-	}
-}
 
 // newTestNetNS creates a namespace that is released when the test ends.
 func newTestNetNS(t *testing.T, label string) *NetNS {
@@ -49,7 +39,7 @@ func fdInode(t *testing.T, fd int) uint64 {
 }
 
 func TestNetNSDoSwitchesAndReturns(t *testing.T) {
-	needRootNetNS(t)
+	testenv.NeedRootNetNS(t)
 	ns := newTestNetNS(t, "switch")
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -95,7 +85,7 @@ func assertPoolThreadsIn(t *testing.T, want uint64) {
 }
 
 func TestNetNSDoPanicIsReraised(t *testing.T) {
-	needRootNetNS(t)
+	testenv.NeedRootNetNS(t)
 	ns := newTestNetNS(t, "panic")
 	assert.PanicsWithValue(t, "boom", func() {
 		_ = ns.Do(func() error { panic("boom") })
@@ -107,7 +97,7 @@ func TestNetNSDoPanicIsReraised(t *testing.T) {
 // require does inside Do) must not look like success, and its thread, left
 // in the namespace, must not come back to the pool.
 func TestNetNSDoGoexitIsAnError(t *testing.T) {
-	needRootNetNS(t)
+	testenv.NeedRootNetNS(t)
 	ns := newTestNetNS(t, "goexit")
 	runtime.LockOSThread()
 	before := nsInode(t, threadNetNSPath)
@@ -130,7 +120,7 @@ func TestNetNSDoGoexitIsAnError(t *testing.T) {
 }
 
 func TestNetNSDoErrorOfNestedGoexitIsNotRewrapped(t *testing.T) {
-	needRootNetNS(t)
+	testenv.NeedRootNetNS(t)
 	ns := newTestNetNS(t, "goexit-nested")
 	err := ns.Do(func() error {
 		return ns.Do(func() error { runtime.Goexit(); return nil })
@@ -140,14 +130,14 @@ func TestNetNSDoErrorOfNestedGoexitIsNotRewrapped(t *testing.T) {
 }
 
 func TestNetNSDoReturnsError(t *testing.T) {
-	needRootNetNS(t)
+	testenv.NeedRootNetNS(t)
 	ns := newTestNetNS(t, "err")
 	err := ns.Do(func() error { return os.ErrDeadlineExceeded })
 	assert.ErrorIs(t, err, os.ErrDeadlineExceeded)
 }
 
 func TestNetNSClose(t *testing.T) {
-	needRootNetNS(t)
+	testenv.NeedRootNetNS(t)
 	ns, err := New("close")
 	require.NoError(t, err)
 	assert.Contains(t, ns.String(), "close-")
@@ -158,7 +148,7 @@ func TestNetNSClose(t *testing.T) {
 }
 
 func TestNetNSLabelsAreUnique(t *testing.T) {
-	needRootNetNS(t)
+	testenv.NeedRootNetNS(t)
 	a := newTestNetNS(t, "same")
 	b := newTestNetNS(t, "same")
 	assert.NotEqual(t, a.String(), b.String())
@@ -166,7 +156,7 @@ func TestNetNSLabelsAreUnique(t *testing.T) {
 }
 
 func TestNetlinkAfterClose(t *testing.T) {
-	needRootNetNS(t)
+	testenv.NeedRootNetNS(t)
 	ns, err := New("netlink-close")
 	require.NoError(t, err)
 	require.NoError(t, ns.Netlink(func(h *netlink.Handle) error {
@@ -185,7 +175,7 @@ func TestNetlinkAfterClose(t *testing.T) {
 // more rx queues than the kernel allows (4096) is refused by rtnetlink with
 // "Invalid number of receive queues".
 func TestNetlinkShowsKernelMessage(t *testing.T) {
-	needRootNetNS(t)
+	testenv.NeedRootNetNS(t)
 	ns := newTestNetNS(t, "extack")
 	err := ns.Netlink(func(h *netlink.Handle) error {
 		return h.LinkAdd(&netlink.Veth{
@@ -203,7 +193,7 @@ func TestNetlinkShowsKernelMessage(t *testing.T) {
 // time (their handles' sockets opened concurrently, reusing each other's
 // descriptor numbers) all get the kernel's messages.
 func TestNetlinkShowsKernelMessageConcurrently(t *testing.T) {
-	needRootNetNS(t)
+	testenv.NeedRootNetNS(t)
 	var wg sync.WaitGroup
 	errs := make([]error, 16)
 	for i := range errs {

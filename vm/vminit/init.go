@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/netdev-go/busypolltest/vm/kmod"
 	"golang.org/x/sys/unix"
 )
 
@@ -117,6 +118,9 @@ func run() (st Status) {
 	}
 	report(Status{Kind: Ready})
 
+	if err := loadModules(cfg.Modules); err != nil {
+		return Status{Kind: Error, Msg: err.Error()}
+	}
 	if err := loopbackUp(); err != nil {
 		return Status{Kind: Error, Msg: fmt.Sprintf("bring loopback up: %v", err)}
 	}
@@ -157,6 +161,23 @@ func run() (st Status) {
 		return Status{Kind: Exit, Code: 1}
 	}
 	return Status{Kind: Exit}
+}
+
+// loadModules loads the kernel modules, in order (dependencies first).
+func loadModules(paths []string) error {
+	if len(paths) == 0 {
+		return nil
+	}
+	start := time.Now()
+	var names []string
+	for _, p := range paths {
+		if err := kmod.Load(p); err != nil {
+			return err
+		}
+		names = append(names, kmod.Name(p))
+	}
+	logf("loaded %d modules in %v: %s", len(paths), time.Since(start).Round(time.Millisecond), strings.Join(names, " "))
+	return nil
 }
 
 // runBinary runs a test binary in dir with its output on the payload port

@@ -38,6 +38,10 @@ type Config struct {
 	// Mkdir lists folders to create after the file systems are mounted,
 	// such as the folders of output files named in the test flags.
 	Mkdir []string `json:"mkdir,omitempty"`
+	// Modules are kernel module files (paths in the VM), in load order:
+	// init loads them before it runs anything, and fails the run with the
+	// kernel's error if one does not load.
+	Modules []string `json:"modules,omitempty"`
 	// Jobs, when there are any, make the run a batch: init runs each job's
 	// binary in turn, in one boot, instead of Binary. Each job is framed by
 	// a Begin and an End record, and the final Exit record says 0 when

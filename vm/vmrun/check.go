@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 )
 
@@ -59,22 +57,4 @@ func checkKernel(path, source string) error {
 		return fmt.Errorf("kernel %s (%s) is not an x86 bzImage: no \"HdrS\" at offset 0x202 (give arch/x86/boot/bzImage or /boot/vmlinuz-*, not vmlinux)", path, source)
 	}
 	return nil
-}
-
-// kernelHZ returns CONFIG_HZ of the kernel at path, from the "config" file
-// vm/build-kernel keeps beside each bzImage; 0 when there is none or it does
-// not say.
-func kernelHZ(path string) int {
-	b, err := os.ReadFile(filepath.Join(filepath.Dir(path), "config"))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "CONFIG_HZ="); ok {
-			if hz, err := strconv.Atoi(v); err == nil && hz > 0 {
-				return hz
-			}
-		}
-	}
-	return 0
 }

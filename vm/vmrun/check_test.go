@@ -101,13 +101,3 @@ func TestCheckStaticRealBinary(t *testing.T) {
 	}
 	assert.ErrorIs(t, checkStatic("test binary", p), errDynamic)
 }
-
-func TestKernelHZ(t *testing.T) {
-	dir := t.TempDir()
-	kernel := filepath.Join(dir, "bzImage")
-	assert.Zero(t, kernelHZ(kernel), "no config beside the kernel")
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "config"), []byte("CONFIG_HZ_1000=y\nCONFIG_HZ=1000\n"), 0o644))
-	assert.Equal(t, 1000, kernelHZ(kernel))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "config"), []byte("CONFIG_HZ=fast\n"), 0o644))
-	assert.Zero(t, kernelHZ(kernel))
-}

@@ -32,8 +32,10 @@ const guestBinDir = "/vmrun/bin"
 // below it read, e.g. ../../testdata), and the run configuration cfg. With
 // cfg.Jobs (a batch: one per job, in the same order) it fills in their
 // Binary and Dir; without, there must be one job and it fills in cfg.Binary
-// and cfg.Dir. It returns warnings about files of testdata that it left out.
-func writeInitramfs(w io.Writer, initPath string, jobs []batchJob, cfg *vminit.Config) ([]string, error) {
+// and cfg.Dir. The kernel modules go to their guest paths, and cfg.Modules
+// lists those in load order. It returns warnings about files of testdata
+// that it left out.
+func writeInitramfs(w io.Writer, initPath string, jobs []batchJob, cfg *vminit.Config, modules []moduleFile) ([]string, error) {
 	batch := cfg.Jobs != nil
 	if batch && len(cfg.Jobs) != len(jobs) || !batch && len(jobs) != 1 {
 		return nil, fmt.Errorf("internal error: %d jobs for a configuration with %d", len(jobs), len(cfg.Jobs))
@@ -77,6 +79,25 @@ func writeInitramfs(w io.Writer, initPath string, jobs []batchJob, cfg *vminit.C
 	}
 	if err := addFile(c, "init", initPath, 0o755); err != nil {
 		return nil, err
+	}
+	cfg.Modules = nil
+	madeDirs := map[string]bool{}
+	for _, m := range modules {
+		// The folders above it, once each (lib, lib/modules, ...).
+		var parents []string
+		for d := path.Dir(strings.TrimPrefix(m.guest, "/")); d != "." && !madeDirs[d]; d = path.Dir(d) {
+			parents = append(parents, d)
+			madeDirs[d] = true
+		}
+		for i := len(parents) - 1; i >= 0; i-- {
+			if err := c.Dir(parents[i], 0o755, time.Time{}); err != nil {
+				return nil, err
+			}
+		}
+		if err := addFile(c, m.guest, m.host, 0o644); err != nil {
+			return nil, err
+		}
+		cfg.Modules = append(cfg.Modules, m.guest)
 	}
 	var warnings []string
 	added := map[string]bool{} // folders whose testdata is in

@@ -39,7 +39,7 @@ func TestWriteInitramfs(t *testing.T) {
 
 	cfg := &vminit.Config{Nonce: "n", Port: "/dev/ttyS1", Args: []string{"-test.v"}, Env: []string{"A=b"}}
 	var buf bytes.Buffer
-	warnings, err := writeInitramfs(&buf, initPath, []batchJob{{binary: binary, dir: dir}}, cfg)
+	warnings, err := writeInitramfs(&buf, initPath, []batchJob{{binary: binary, dir: dir}}, cfg, nil)
 	require.NoError(t, err)
 	require.Len(t, warnings, 1)
 	assert.Contains(t, warnings[0], "left out "+filepath.Join(td, "fifo"))
@@ -101,7 +101,7 @@ func TestWriteInitramfsNoTestdata(t *testing.T) {
 	f := filepath.Join(tmp, "f")
 	require.NoError(t, os.WriteFile(f, []byte("x"), 0o755))
 	var buf bytes.Buffer
-	_, err := writeInitramfs(&buf, f, []batchJob{{binary: f, dir: "/work/main/napi"}}, &vminit.Config{})
+	_, err := writeInitramfs(&buf, f, []batchJob{{binary: f, dir: "/work/main/napi"}}, &vminit.Config{}, nil)
 	require.NoError(t, err)
 	names := map[string]bool{}
 	for _, e := range parseCpio(t, buf.Bytes()) {
@@ -126,7 +126,7 @@ func TestWriteInitramfsErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var buf bytes.Buffer
-			_, err := writeInitramfs(&buf, tt.init, []batchJob{{binary: tt.binary, dir: tt.dir}}, &vminit.Config{})
+			_, err := writeInitramfs(&buf, tt.init, []batchJob{{binary: tt.binary, dir: tt.dir}}, &vminit.Config{}, nil)
 			assert.ErrorContains(t, err, tt.want)
 		})
 	}
@@ -156,7 +156,7 @@ func TestWriteInitramfsBatch(t *testing.T) {
 
 	cfg := &vminit.Config{Nonce: "n", Port: "/dev/ttyS1", Jobs: []vminit.Job{{Name: "a"}, {Name: "b/a"}, {Name: "again"}}}
 	var buf bytes.Buffer
-	_, err := writeInitramfs(&buf, initPath, jobs, cfg)
+	_, err := writeInitramfs(&buf, initPath, jobs, cfg, nil)
 	require.NoError(t, err)
 	byName := map[string]string{}
 	for _, e := range parseCpio(t, buf.Bytes()) {
@@ -175,6 +175,6 @@ func TestWriteInitramfsBatch(t *testing.T) {
 		{Name: "again", Binary: "/vmrun/bin/2-a.test", Dir: jobs[0].dir},
 	}, cfg.Jobs)
 
-	_, err = writeInitramfs(&buf, initPath, jobs[:1], &vminit.Config{Jobs: []vminit.Job{{}, {}}})
+	_, err = writeInitramfs(&buf, initPath, jobs[:1], &vminit.Config{Jobs: []vminit.Job{{}, {}}}, nil)
 	assert.EqualError(t, err, "internal error: 1 jobs for a configuration with 2")
 }

@@ -111,13 +111,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err := checkStatic("vmrun (it is also the VM's /init)", self); err != nil {
 		return fail(err)
 	}
-	kernel, kernelSource, err := findKernel(o)
+	k, err := findKernel(o)
 	if err != nil {
 		return fail(err)
 	}
-	if err := checkKernel(kernel, kernelSource); err != nil {
+	if err := checkKernel(k.image, k.source); err != nil {
 		return fail(err)
 	}
+	modules, warnings, err := k.modulesFor(o.nics)
+	if err != nil {
+		return fail(err)
+	}
+	for _, w := range warnings {
+		fmt.Fprintf(stderr, "vmrun: warning: %s\n", w)
+	}
+	kernel := k.image
 	qemu, err := exec.LookPath(o.qemu)
 	if err != nil {
 		return fail(fmt.Errorf("QEMU (%s) not found: install it with vm/install-deps (as root), or name it with -qemu or %s", o.qemu, envQEMU))
@@ -163,7 +171,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	// The initramfs lives in memory (memfd) and reaches QEMU as an
 	// inherited descriptor: nothing is left on disk, even after SIGKILL.
-	initrd, size, warnings, err := buildInitramfs(self, jobs, cfg)
+	initrd, size, warnings, err := buildInitramfs(self, jobs, cfg, modules)
 	if err != nil {
 		return fail(fmt.Errorf("write initramfs: %w", err))
 	}
@@ -178,7 +186,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	vc := &vmConfig{
 		qemu: qemu, kernel: kernel, initrd: initrd,
 		memMiB: o.memMiB, smp: o.smp, nics: o.nics, append: o.append, nonce: cfg.Nonce,
-		tscKHz: hostTSCkHz(), hz: kernelHZ(kernel), bios: o.bios,
+		tscKHz: hostTSCkHz(), hz: k.hz(), bios: o.bios,
 		limit: limit, bootLimit: min(o.bootTimeout, limit),
 		stdout: stdout, signals: sigs,
 	}
@@ -195,8 +203,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		consoles = append(consoles, f)
 	}
 	if o.verbose {
-		fmt.Fprintf(stderr, "vmrun: kernel %s (%s); initramfs %d KiB; time limit %v (%s); firmware %s; host TSC %d kHz\n",
-			kernel, kernelSource, size>>10, limit, limitSource, cmp.Or(vc.bios, "QEMU's default"), vc.tscKHz)
+		fmt.Fprintf(stderr, "vmrun: kernel %s (%s); %d modules; initramfs %d KiB; time limit %v (%s); firmware %s; host TSC %d kHz\n",
+			k.describe(), k.source, len(modules), size>>10, limit, limitSource, cmp.Or(vc.bios, "QEMU's default"), vc.tscKHz)
 		start := time.Now()
 		consoles = append(consoles, &prefixWriter{w: stderr, prefix: func() string {
 			return fmt.Sprintf("console %5.2fs| ", time.Since(start).Seconds())
@@ -215,13 +223,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return status
 }
 
-func buildInitramfs(initPath string, jobs []batchJob, cfg *vminit.Config) (*os.File, int64, []string, error) {
+func buildInitramfs(initPath string, jobs []batchJob, cfg *vminit.Config, modules []moduleFile) (*os.File, int64, []string, error) {
 	fd, err := unix.MemfdCreate("vmrun-initramfs", unix.MFD_CLOEXEC)
 	if err != nil {
 		return nil, 0, nil, fmt.Errorf("memfd_create: %w", err)
 	}
 	f := os.NewFile(uintptr(fd), "vmrun-initramfs")
-	warnings, err := writeInitramfs(f, initPath, jobs, cfg)
+	warnings, err := writeInitramfs(f, initPath, jobs, cfg, modules)
 	if err != nil {
 		f.Close()
 		return nil, 0, nil, err

@@ -378,32 +378,3 @@ func outputDirs(args []string, dir string) (dirs, warnings []string) {
 	}
 	return dirs, warnings
 }
-
-// findKernel returns the kernel to boot: the one named by flag or
-// environment, else the newest bzImage cached by vm/build-kernel.
-func findKernel(o *options) (string, string, error) {
-	if o.kernel != "" {
-		abs, err := filepath.Abs(o.kernel)
-		if err != nil {
-			return "", "", err
-		}
-		return abs, o.kernelSource, nil
-	}
-	pattern := filepath.Join(o.cache, "kernels", "*", "bzImage")
-	matches, _ := filepath.Glob(pattern)
-	var best string
-	var bestTime time.Time
-	for _, m := range matches {
-		st, err := os.Stat(m)
-		if err != nil || !st.Mode().IsRegular() {
-			continue
-		}
-		if best == "" || st.ModTime().After(bestTime) {
-			best, bestTime = m, st.ModTime()
-		}
-	}
-	if best == "" {
-		return "", "", fmt.Errorf("no kernel: nothing matches %s; build one with vm/build-kernel (about 10 minutes, once) or name a bzImage with %s or -kernel", pattern, envKernel)
-	}
-	return best, "newest in " + filepath.Join(o.cache, "kernels"), nil
-}

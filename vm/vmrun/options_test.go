@@ -3,7 +3,6 @@ package main
 import (
 	"io"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -174,32 +173,4 @@ func TestOutputDirs(t *testing.T) {
 	dirs, warnings = outputDirs([]string{"-test.v", "-test.run=X"}, "/work/pkg")
 	assert.Empty(t, dirs)
 	assert.Empty(t, warnings)
-}
-
-func TestFindKernel(t *testing.T) {
-	cache := t.TempDir()
-	o := &options{cache: cache}
-	_, _, err := findKernel(o)
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "no kernel: nothing matches "+filepath.Join(cache, "kernels", "*", "bzImage"))
-	assert.Contains(t, err.Error(), "vm/build-kernel")
-
-	old := filepath.Join(cache, "kernels", "linux-source-7.2-aaa", "bzImage")
-	newer := filepath.Join(cache, "kernels", "linux-source-7.3-bbb", "bzImage")
-	for i, p := range []string{newer, old} {
-		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
-		require.NoError(t, os.WriteFile(p, []byte("k"), 0o644))
-		ts := time.Now().Add(time.Duration(-i) * time.Hour)
-		require.NoError(t, os.Chtimes(p, ts, ts))
-	}
-	got, source, err := findKernel(o)
-	require.NoError(t, err)
-	assert.Equal(t, newer, got, "the newest one")
-	assert.Contains(t, source, "newest in")
-
-	o.kernel, o.kernelSource = "rel/bzImage", envKernel
-	got, source, err = findKernel(o)
-	require.NoError(t, err)
-	assert.True(t, filepath.IsAbs(got))
-	assert.Equal(t, envKernel, source)
 }

@@ -49,7 +49,7 @@ func TestVM(t *testing.T) {
 	if _, err := exec.LookPath(o.qemu); err != nil {
 		t.Skipf("needs QEMU: %s not found (install it with vm/install-deps)", o.qemu)
 	}
-	if _, _, err := findKernel(o); err != nil {
+	if _, err := findKernel(o); err != nil {
 		t.Skipf("needs a VM kernel: %v", err)
 	}
 	goTool, err := exec.LookPath("go")

@@ -35,18 +35,26 @@ func (e *LoadError) Error() string {
 
 func (e *LoadError) Unwrap() error { return e.Err }
 
-// Load loads the module file at path. A module the kernel already has is
-// not an error. A compressed file goes to the kernel as it is
+// Load loads the module file at path with the parameters params ("" for
+// none, else "name=value ..."). A module the kernel already has is not an
+// error. A compressed file goes to the kernel as it is
 // (MODULE_INIT_COMPRESSED_FILE); if the kernel cannot decompress it, Load
 // decompresses it and uses init_module(2).
-func Load(path string) error {
+func Load(path, params string) error {
+	_, err := load(path, params)
+	return err
+}
+
+// load is Load, and reports whether the file was decompressed here rather
+// than by the kernel.
+func load(path, params string) (decompressedHere bool, err error) {
 	name := Name(path)
 	fail := func(err error) error {
 		return &LoadError{Name: name, Path: path, Err: err, KernelSaid: kernelSaid(name)}
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return fail(err)
+		return false, fail(err)
 	}
 	defer f.Close()
 	compressed := Compression(path) != ""
@@ -54,24 +62,26 @@ func Load(path string) error {
 	if compressed {
 		flags = moduleInitCompressedFile
 	}
-	err = unix.FinitModule(int(f.Fd()), "", flags)
+	err = unix.FinitModule(int(f.Fd()), params, flags)
 	switch {
 	case err == nil, errors.Is(err, unix.EEXIST):
-		return nil
+		return false, nil
 	case compressed && (errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP)),
 		errors.Is(err, unix.ENOSYS):
 		// EINVAL: a kernel older than the flag, or built for another
-		// compression; EOPNOTSUPP: no CONFIG_MODULE_DECOMPRESS.
+		// compression; EOPNOTSUPP: no CONFIG_MODULE_DECOMPRESS; ENOSYS:
+		// no finit_module.
 		image, rerr := ReadFile(path)
 		if rerr != nil {
-			return fail(rerr)
+			return true, fail(rerr)
 		}
-		err = unix.InitModule(image, "")
+		err = unix.InitModule(image, params)
 		if err == nil || errors.Is(err, unix.EEXIST) {
-			return nil
+			return true, nil
 		}
+		return true, fail(err)
 	}
-	return fail(err)
+	return false, fail(err)
 }
 
 // kernelSaid returns the kernel log's last few lines that name the module.

@@ -171,7 +171,7 @@ func loadModules(paths []string) error {
 	start := time.Now()
 	var names []string
 	for _, p := range paths {
-		if err := kmod.Load(p); err != nil {
+		if err := kmod.Load(p, ""); err != nil {
 			return err
 		}
 		names = append(names, kmod.Name(p))

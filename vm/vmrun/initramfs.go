@@ -97,7 +97,9 @@ func writeInitramfs(w io.Writer, initPath string, jobs []batchJob, cfg *vminit.C
 		if err := addFile(c, m.guest, m.host, 0o644); err != nil {
 			return nil, err
 		}
-		cfg.Modules = append(cfg.Modules, m.guest)
+		if m.load {
+			cfg.Modules = append(cfg.Modules, m.guest)
+		}
 	}
 	var warnings []string
 	added := map[string]bool{} // folders whose testdata is in

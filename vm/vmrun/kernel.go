@@ -207,6 +207,11 @@ var vmModules = []vmModule{
 	{"virtio_net", "CONFIG_VIRTIO_NET", true},
 }
 
+// spareModule goes into the VM, where the kernel has it as a module, but
+// is not loaded: package vm/kmod's tests load and unload it (a dummy
+// netdev driver, which nothing else uses).
+const spareModule = "dummy"
+
 // guestModuleDir is where the module files go in the VM.
 func (k *kernel) guestModuleDir() string {
 	return path.Join("/lib/modules", cmpOr(k.release, "vmrun"))
@@ -219,13 +224,15 @@ func cmpOr(a, b string) string {
 	return b
 }
 
-// moduleFile is a module file to put into the initramfs and load.
+// moduleFile is a module file to put into the initramfs.
 type moduleFile struct {
 	host, guest string
+	load        bool // init loads it (else it is there for a test)
 }
 
 // modulesFor returns the module files a run with nics NICs loads, in load
-// order, and warnings for the modules the kernel lacks (their tests will
+// order (and the spare module, not loaded, where it has no dependencies),
+// and warnings for the modules the kernel lacks (their tests will
 // skip). A module whose option says "m" but whose file is missing, and a
 // missing virtio_net when the run has NICs, are errors.
 func (k *kernel) modulesFor(nics int) ([]moduleFile, []string, error) {
@@ -270,16 +277,23 @@ func (k *kernel) modulesFor(nics int) ([]moduleFile, []string, error) {
 		}
 		warnings = append(warnings, why+" (its tests will skip)")
 	}
-	if len(names) == 0 {
-		return nil, warnings, nil
+	var files []moduleFile
+	add := func(m kmod.Module, load bool) {
+		files = append(files, moduleFile{host: filepath.Join(k.modules, m.Path), guest: path.Join(k.guestModuleDir(), filepath.ToSlash(m.Path)), load: load})
 	}
-	mods, err := tree.Resolve(names...)
-	if err != nil {
-		return nil, nil, fmt.Errorf("kernel %s: %w", k.image, err)
+	if len(names) > 0 {
+		mods, err := tree.Resolve(names...)
+		if err != nil {
+			return nil, nil, fmt.Errorf("kernel %s: %w", k.image, err)
+		}
+		for _, m := range mods {
+			add(m, true)
+		}
 	}
-	files := make([]moduleFile, len(mods))
-	for i, m := range mods {
-		files[i] = moduleFile{host: filepath.Join(k.modules, m.Path), guest: path.Join(k.guestModuleDir(), filepath.ToSlash(m.Path))}
+	if tree != nil && tree.Has(spareModule) {
+		if mods, err := tree.Resolve(spareModule); err == nil && len(mods) == 1 {
+			add(mods[0], false)
+		}
 	}
 	return files, warnings, nil
 }

@@ -136,7 +136,8 @@ func debianLike(t *testing.T, config string, dep ...string) *kernel {
 func TestModulesFor(t *testing.T) {
 	all := []string{"kernel/drivers/net/veth.ko.xz:", "extra/netdevsim.ko: kernel/net/psample/psample.ko.xz extra/ptp_mock.ko",
 		"extra/ptp_mock.ko:", "kernel/net/psample/psample.ko.xz:",
-		"kernel/drivers/net/virtio_net.ko.xz: kernel/net/core/failover.ko.xz", "kernel/net/core/failover.ko.xz:"}
+		"kernel/drivers/net/virtio_net.ko.xz: kernel/net/core/failover.ko.xz", "kernel/net/core/failover.ko.xz:",
+		"kernel/drivers/net/dummy.ko.xz:"}
 	guest := func(files []moduleFile) []string {
 		var g []string
 		for _, f := range files {
@@ -150,12 +151,15 @@ func TestModulesFor(t *testing.T) {
 		require.NoError(t, err)
 		assert.Empty(t, warnings)
 		assert.Equal(t, []string{"/lib/modules/7.3.4/kernel/drivers/net/veth.ko.xz", "/lib/modules/7.3.4/kernel/net/psample/psample.ko.xz",
-			"/lib/modules/7.3.4/extra/ptp_mock.ko", "/lib/modules/7.3.4/extra/netdevsim.ko"}, guest(files))
+			"/lib/modules/7.3.4/extra/ptp_mock.ko", "/lib/modules/7.3.4/extra/netdevsim.ko", "/lib/modules/7.3.4/kernel/drivers/net/dummy.ko.xz"}, guest(files))
 		assert.Equal(t, filepath.Join(k.modules, "extra/netdevsim.ko"), files[3].host)
+		for i, f := range files {
+			assert.Equal(t, i < 4, f.load, "all but the spare module are loaded: %s", f.guest)
+		}
 
 		files, _, err = k.modulesFor(2)
 		require.NoError(t, err)
-		assert.Equal(t, []string{"/lib/modules/7.3.4/kernel/net/core/failover.ko.xz", "/lib/modules/7.3.4/kernel/drivers/net/virtio_net.ko.xz"}, guest(files[4:]), "NICs: virtio_net too")
+		assert.Equal(t, []string{"/lib/modules/7.3.4/kernel/net/core/failover.ko.xz", "/lib/modules/7.3.4/kernel/drivers/net/virtio_net.ko.xz"}, guest(files[4:6]), "NICs: virtio_net too")
 	})
 	t.Run("no netdevsim", func(t *testing.T) {
 		k := debianLike(t, "CONFIG_VETH=m\n# CONFIG_NETDEVSIM is not set\n", all[0])

@@ -3,11 +3,13 @@
 //
 //	CGO_ENABLED=0 go test -exec vm/exec ./...
 //
-// (vm/exec builds vmrun once and runs it.) vmrun boots a kernel (the newest
-// one cached by vm/build-kernel, or the bzImage named by BUSYPOLLTEST_KERNEL
-// or -kernel) with an initramfs that it writes itself: vmrun's own binary as
-// /init (it runs package vm/vminit when it finds itself as PID 1), the test
-// binary, and the current folder's testdata tree at the same absolute path.
+// (vm/exec builds vmrun once and runs it.) vmrun boots a kernel (the one
+// vm/debian-kernel cached last, or the one named by BUSYPOLLTEST_KERNEL or
+// -kernel: a bzImage, a build tree, or a folder with lib/modules) with an
+// initramfs that it writes itself: vmrun's own binary as /init (it runs
+// package vm/vminit when it finds itself as PID 1), the test binary, the
+// current folder's testdata tree at the same absolute path, and the kernel
+// modules the tests need, which /init loads first.
 // The test's output streams to stdout as it runs; vmrun exits with the test
 // binary's exit status.
 //

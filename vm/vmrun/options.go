@@ -16,8 +16,8 @@ import (
 
 // Environment variables read by the runner. Flags override them.
 const (
-	envKernel      = "BUSYPOLLTEST_KERNEL"     // bzImage to boot
-	envCache       = "BUSYPOLLTEST_CACHE"      // cache folder of vm/build-kernel
+	envKernel      = "BUSYPOLLTEST_KERNEL"     // kernel to boot: bzImage or folder
+	envCache       = "BUSYPOLLTEST_CACHE"      // cache folder of vm/debian-kernel and vm/build-kernel
 	envTimeout     = "BUSYPOLLTEST_VM_TIMEOUT" // hard limit for the whole VM run
 	envBootTimeout = "BUSYPOLLTEST_VM_BOOT_TIMEOUT"
 	envMem         = "BUSYPOLLTEST_VM_MEM"     // e.g. 1G, 512M
@@ -53,7 +53,7 @@ const (
 
 // options are the runner's settings.
 type options struct {
-	kernel       string // empty: newest cached kernel
+	kernel       string // empty: the default cached kernel
 	kernelSource string // where kernel came from, for messages
 	cache        string
 	qemu         string
@@ -143,7 +143,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 			"Made for: CGO_ENABLED=0 go test -exec vm/exec ./...\n\nflags:\n")
 		fs.PrintDefaults()
 	}
-	fs.Func("kernel", "bzImage to boot (env "+envKernel+"; default: newest "+defaultCache+"/kernels/*/bzImage)", func(v string) error {
+	fs.Func("kernel", "kernel to boot: a bzImage, a kernel build tree, or a folder with a bzImage and lib/modules/RELEASE (env "+envKernel+"; default: "+defaultCache+"/debian/default from vm/debian-kernel, else the newest "+defaultCache+"/kernels/*/bzImage)", func(v string) error {
 		o.kernel, o.kernelSource = v, "-kernel"
 		return nil
 	})

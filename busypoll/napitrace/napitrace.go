@@ -166,10 +166,20 @@ func start(dev, cond string) (*Session, error) {
 		return nil, fmt.Errorf("%w: tracefs has no events/napi/napi_poll (kernel without CONFIG_TRACEPOINTS/CONFIG_EVENT_TRACING?)", ErrUnavailable)
 	}
 	inst := fmt.Sprintf("instances/%s%d-%d", instancePrefix, os.Getpid(), seq.Add(1))
+	// Made and registered under the lock, so that CloseAll sees every
+	// instance there is and none is made after it.
+	live.Lock()
+	if live.closed {
+		live.Unlock()
+		return nil, ErrClosed
+	}
 	if err := unix.Mkdirat(int(root.Fd()), inst, 0o700); err != nil {
+		live.Unlock()
 		return nil, fmt.Errorf("napitrace: create tracefs instance %s: %w", inst, err)
 	}
 	s.inst = inst
+	live.sessions[s] = struct{}{}
+	live.Unlock()
 	s.event = inst + "/events/napi/napi_poll"
 	if err := s.write(s.event+"/filter", fmt.Sprintf("%sdev_name == \"%s\"", cond, dev)); err != nil {
 		return nil, err
@@ -198,6 +208,9 @@ func (s *Session) Stop() (Polls, error) {
 // does its work once; later calls return the first one's error.
 func (s *Session) Close() error {
 	s.once.Do(func() {
+		live.Lock()
+		delete(live.sessions, s)
+		live.Unlock()
 		if s.inst != "" {
 			// Removing an instance also stops its events.
 			if e := unix.Unlinkat(int(s.root.Fd()), s.inst, unix.AT_REMOVEDIR); e != nil && e != unix.ENOENT {
@@ -209,6 +222,36 @@ func (s *Session) Close() error {
 		}
 	})
 	return s.err
+}
+
+// live holds the sessions whose instance exists, for CloseAll.
+var live = struct {
+	sync.Mutex
+	sessions map[*Session]struct{}
+	closed   bool // CloseAll ran
+}{sessions: map[*Session]struct{}{}}
+
+// ErrClosed is Start's error after CloseAll.
+var ErrClosed = errors.New("napitrace: no new trace sessions: this process closed them all because it is about to end")
+
+// CloseAll closes every session of this process that is not closed yet,
+// and makes later Starts fail with ErrClosed: for a process about to end
+// without its cleanup (a signal, a test binary's timeout), since an
+// instance outlives the process that made it. It returns the sessions'
+// errors.
+func CloseAll() error {
+	live.Lock()
+	live.closed = true
+	ss := make([]*Session, 0, len(live.sessions))
+	for s := range live.sessions {
+		ss = append(ss, s)
+	}
+	live.Unlock()
+	var errs []error
+	for _, s := range ss {
+		errs = append(errs, s.Close())
+	}
+	return errors.Join(errs...)
 }
 
 func (s *Session) read() (Polls, error) {

@@ -197,5 +197,20 @@ func TestKernelSessionLeavesNothing(t *testing.T) {
 		require.NoError(t, err)
 		assert.Empty(t, names, "stop=%v: closed sessions leave no instance", stop)
 	}
+	// CloseAll, the emergency cleanup's: every session still open.
+	t.Cleanup(napitrace.Reopen)
+	for range 2 {
+		_, err := napitrace.StartBusyPolls("bpt-none", 16)
+		require.NoError(t, err)
+	}
+	names, err := napitrace.Instances(os.Getpid())
+	require.NoError(t, err)
+	assert.Len(t, names, 2)
+	require.NoError(t, napitrace.CloseAll())
+	names, err = napitrace.Instances(os.Getpid())
+	require.NoError(t, err)
+	assert.Empty(t, names, "CloseAll leaves no instance")
+	_, err = napitrace.StartBusyPolls("bpt-none", 16)
+	assert.ErrorIs(t, err, napitrace.ErrClosed, "no session after CloseAll")
 	assert.Equal(t, before, tracefsMounts(t))
 }

@@ -1389,7 +1389,8 @@ func sum(h hash.Hash) string { return hex.EncodeToString(h.Sum(nil)) }
 // write until its deletion, on SIGINT and SIGTERM, and just before the test
 // binary's own -test.timeout panics (which skips t.Cleanup); after that it
 // makes no new ones. What a SIGKILL leaves, the next run reaps from the
-// ownership records (setupNetdevsim).
+// ownership records (setupNetdevsim). Lent ports are given back and trace
+// sessions closed (their tracefs instances outlive the process) first.
 func TestMain(m *testing.M) {
 	flag.Parse()
 	netdevsim.InstallEmergencyCleanup(testTimeout(), returnPorts, closeTraces) // until the process ends

@@ -55,7 +55,7 @@ var (
 	flagSuspend      = flag.Duration("busypoll.suspend-timeout", 20*time.Millisecond, "NAPI irq-suspend-timeout of the suspend and link_flap scenarios")
 	flagTimeout      = flag.Duration("busypoll.timeout", 30*time.Second, "time limit of one transfer")
 	flagBackend      = flag.String("busypoll.backend", "auto", "auto (both; netdevsim skips where unavailable), netdevsim or veth (then unavailable is a failure)")
-	flagComparePairs = flag.Int("busypoll.compare-pairs", 0, "transfers per arm of the suspension comparison (1 to 20; below 5 the rank-sum test cannot pass; 0: the backend's default, 12; for nic in the VM 6)")
+	flagComparePairs = flag.Int("busypoll.compare-pairs", 0, "most pairs the sequential suspension comparison may take (1 to 20; below 5 the rank-sum test cannot pass; 0: the default, 20); under emulation (nic in the VM) the fixed number of pairs, 6 by default")
 	flagKeepBusyRead = flag.Bool("busypoll.keep-busy-read", false, "leave SO_BUSY_POLL of the receiver's sockets as net.core.busy_read sets it (a broken case: the negative control must then fail where busy_read is set)")
 	flagNIC          = flag.String("busypoll.nic", "", "SERVER,CLIENT: also run the scenarios over these two ports of this machine, linked by a cable, switch or hub (backend nic); they must be idle (no address, route or master)")
 	flagRecord       = flag.String("busypoll.record", "", "append every transfer's measurements to this file, one JSON object a line")
@@ -285,7 +285,8 @@ type backend struct {
 	showsSuspension bool
 	// noSuspension says why, where it cannot.
 	noSuspension string
-	// comparePairs is the default of -busypoll.compare-pairs.
+	// comparePairs is the default of -busypoll.compare-pairs: the cap
+	// of the sequential comparison.
 	comparePairs int
 	// emulatedPairs is that default under emulation, where only the
 	// interrupt verdicts use the comparison (see compareSuspension); 0:
@@ -294,16 +295,16 @@ type backend struct {
 }
 
 var backends = map[string]backend{
-	// 12 pairs: on an idle host the control sometimes busy-polls as much as
-	// suspension (up to 6 % in one comparison), and with 8 pairs 4 of 400
-	// link_flap runs missed p ≤ 0.005; with 12 none of 200 (largest p
-	// 0.0003).
-	backendVeth: {setup: setupVeth, showsSuspension: true, comparePairs: 12},
+	// Up to 20 pairs, sequentially (verdict.SuspensionLooks): on an idle
+	// host the control sometimes busy-polls as much as suspension (up to
+	// 6 % in one comparison), and a fixed 8 pairs missed p ≤ 0.005 in 4 of
+	// 400 link_flap runs.
+	backendVeth: {setup: setupVeth, showsSuspension: true, comparePairs: maxComparePairs},
 	// virtio-net in the VM: with 8 pairs 1 of 10 busy-poll comparisons
 	// missed. Under emulation only the interrupt verdicts count, and their
 	// arms do not overlap (baseline 104 to 121 interrupts per 8 transfers,
 	// deferral 4 to 7): 6 pairs allow p = 1/924.
-	backendNIC: {setup: setupNIC, showsSuspension: true, comparePairs: 12, emulatedPairs: 6},
+	backendNIC: {setup: setupNIC, showsSuspension: true, comparePairs: maxComparePairs, emulatedPairs: 6},
 	backendNetdev: {setup: setupNetdevsim, noSuspension: "netdevsim's transmit arms a 5 µs hrtimer that " +
 		"schedules the peer's NAPI, and its poll ignores napi_complete_done()'s result, so nothing masks its " +
 		"\"interrupt\" and neither deferral nor suspension can change what busy polling finds; only that busy " +
@@ -353,6 +354,18 @@ func setupNetdevsim(t *testing.T, cfg config, server, client *netns.NetNS) pair 
 	require.NoError(t, bus.Link(devs[0].Endpoint(0), devs[1].Endpoint(0)), "link netdevsim%d and netdevsim%d", devs[0].ID, devs[1].ID)
 	t.Cleanup(func() { assert.NoError(t, bus.Unlink(devs[0].Endpoint(0))) })
 	holdIfAsked(devs[0].ID, devs[1].ID)
+	// netdevsim names its ports eth0 in every namespace, and the
+	// napi:napi_poll trace knows a device by its name only: names unique to
+	// the run keep another run's (or anyone's) eth0 out of this run's trace.
+	if os.Getenv(keepNamesEnv) == "" {
+		names := [2]string{}
+		names[0], names[1] = link.UniqueNames(link.NetdevsimServerPrefix, link.NetdevsimClientPrefix)
+		for i, ns := range []*netns.NetNS{server, client} {
+			require.NoError(t, link.Rename(ns, devs[i].Ports[0].IfIndex, names[i]), "netdevsim%d", devs[i].ID)
+		}
+	} else {
+		t.Logf("%s is set: the netdevsim ports keep the driver's names, which other runs' devices share", keepNamesEnv)
+	}
 	var p pair
 	p.server, err = link.New(server, devs[0].Ports[0].IfIndex, netip.MustParsePrefix(serverPrefix))
 	require.NoError(t, err)
@@ -781,7 +794,7 @@ func (r *runner) once(env hostEnv) {
 		r.transfer(verdict.ArmScenario, r.params, napi.Settings{})
 		return
 	}
-	trace, traceErr := napitrace.Start(r.p.server.Name)
+	trace, traceErr := r.startTrace(func() (*napitrace.Session, error) { return napitrace.Start(r.p.server.Name) })
 	if traceErr != nil && !errors.Is(traceErr, napitrace.ErrUnavailable) {
 		require.NoError(t, traceErr, "trace napi:napi_poll")
 	}
@@ -810,9 +823,10 @@ func (r *runner) once(env hostEnv) {
 }
 
 // compareSuspension is check 4 where the backend can show the effect of
-// IRQ suspension: comparePairs transfers with the scenario's settings and as
-// many with irq-suspend-timeout 0 (the control), interleaved on the same
-// pair and NAPI, and verdict.Suspension on the two busy-polled shares.
+// IRQ suspension: pairs of transfers, one with the scenario's settings and
+// one with irq-suspend-timeout 0 (the control), interleaved on the same pair
+// and NAPI, until verdict.SuspensionSequential decides on the two arms'
+// busy-polled counts, at most -busypoll.compare-pairs pairs.
 func (r *runner) compareSuspension(want napi.Settings, env hostEnv) {
 	t := r.t
 	t.Helper()
@@ -839,20 +853,36 @@ func (r *runner) compareSuspension(want napi.Settings, env hostEnv) {
 	var loop *napitrace.Session
 	if underEmulation {
 		var err error
-		loop, err = napitrace.StartBusyPolls(r.p.server.Name, epollBudget(r.params))
+		loop, err = r.startTrace(func() (*napitrace.Session, error) {
+			return napitrace.StartBusyPolls(r.p.server.Name, epollBudget(r.params))
+		})
 		if err != nil && !errors.Is(err, napitrace.ErrUnavailable) {
 			require.NoError(t, err, "trace napi:napi_poll")
 		}
 	}
-	var ts []verdict.Transfer
-	pairs := r.cfg.comparePairs
-	if pairs == 0 {
-		pairs = backends[r.backend].comparePairs
+	// On a host the comparison is sequential (verdict.SuspensionLooks): it
+	// adds pairs until the rule decides, at most maxPairs. Under emulation,
+	// or where net.core.busy_poll makes the busy-poll verdict impossible,
+	// it makes a fixed number of pairs for the interrupt verdicts.
+	maxPairs := r.cfg.comparePairs
+	if maxPairs == 0 {
+		maxPairs = backends[r.backend].comparePairs
 		if underEmulation && backends[r.backend].emulatedPairs != 0 {
-			pairs = backends[r.backend].emulatedPairs
+			maxPairs = backends[r.backend].emulatedPairs
 		}
 	}
-	for i := range pairs {
+	looks := verdict.LooksUpTo(maxPairs)
+	sequential := !underEmulation && env.sysctls.BusyPoll == 0
+	if !underEmulation && !sequential {
+		maxPairs = looks[0].Pairs
+	}
+	var (
+		ts       []verdict.Transfer
+		decision verdict.Decision
+		sum      string
+		err      error
+	)
+	for i := 0; i < maxPairs && decision == verdict.Continue; i++ {
 		// Rotate (suspend, control; control, suspend; ...): no arm always
 		// goes first.
 		order := make([]verdict.Arm, 0, len(arms))
@@ -864,14 +894,17 @@ func (r *runner) compareSuspension(want napi.Settings, env hostEnv) {
 			rec, _ := r.transfer(arm, r.params, settings[arm])
 			ts = append(ts, rec)
 		}
+		if sequential {
+			decision, sum, err = verdict.SuspensionSequential(ts, looks)
+		}
 	}
 	setNAPIs(t, r.nc, r.ids, want.Only(napi.AttrDeferHardIRQs|napi.AttrGROFlushTimeout|napi.AttrIRQSuspendTimeout))
 	r.irqVerdicts(ts)
 	if env.sysctls.BusyPoll != 0 {
 		return // reported by the caller
 	}
-	sum, err := verdict.Suspension(ts)
 	if underEmulation {
+		sum, err := verdict.Suspension(ts)
 		why := "passes"
 		if err != nil {
 			why = "would fail"
@@ -889,7 +922,7 @@ func (r *runner) compareSuspension(want napi.Settings, env hostEnv) {
 		}
 		return
 	}
-	t.Logf("%s: %s", r.name(), sum)
+	t.Logf("%s: %s: %v", r.name(), sum, decision)
 	assert.NoError(t, err)
 }
 
@@ -974,7 +1007,10 @@ func (r *runner) busyPolledAtAll(env hostEnv) {
 	// transfers in 3 of 4 runs), but it runs in every transfer.
 	// A transfer whose epoll_wait calls all found data polls nothing; up
 	// to maxLoopTransfers are made. Without busy polling none polls.
-	trace, err := napitrace.StartBusyPolls(r.p.server.Name, epollBudget(r.params))
+	startLoop := func() (*napitrace.Session, error) {
+		return napitrace.StartBusyPolls(r.p.server.Name, epollBudget(r.params))
+	}
+	trace, err := r.startTrace(startLoop)
 	if err == nil {
 		var polls int
 		var work uint64
@@ -984,7 +1020,7 @@ func (r *runner) busyPolledAtAll(env hostEnv) {
 				if polls > 0 || t.Failed() {
 					break
 				}
-				trace, err = napitrace.StartBusyPolls(r.p.server.Name, epollBudget(r.params))
+				trace, err = r.startTrace(startLoop)
 				require.NoError(t, err, "trace napi:napi_poll")
 			}
 			rec, _ := r.transfer(verdict.ArmScenario, r.params, napi.Settings{})
@@ -1036,7 +1072,9 @@ func (r *runner) negativeControl(env hostEnv) {
 	// Where the kernel can trace, a busy loop that found nothing shows too:
 	// the budget of a busy poll with no epoll parameters (a sysctl's, or a
 	// socket's) is BUSY_POLL_BUDGET, 8.
-	trace, traceErr := napitrace.StartBusyPolls(r.p.server.Name, defaultBusyPollBudget)
+	trace, traceErr := r.startTrace(func() (*napitrace.Session, error) {
+		return napitrace.StartBusyPolls(r.p.server.Name, defaultBusyPollBudget)
+	})
 	if traceErr != nil && !errors.Is(traceErr, napitrace.ErrUnavailable) {
 		require.NoError(r.t, traceErr, "trace napi:napi_poll")
 	}
@@ -1050,6 +1088,33 @@ func (r *runner) negativeControl(env hostEnv) {
 				n, r.p.server.Name, work, env.sysctls)
 		}
 	}
+}
+
+// failAfterTraceEnv makes a child run (TestBusyPollFailedRunLeavesNoTrace)
+// fail right after its first trace session starts; with the value "leak"
+// that session is not closed at cleanup, to show the test catches it.
+const failAfterTraceEnv = "BUSYPOLLTEST_FAIL_AFTER_TRACE"
+
+// runDone is what such a child prints, with its exit code, when its tests
+// are done; it then waits to be killed.
+const runDone = "RUN DONE"
+
+// startTrace starts a napi:napi_poll session with start and closes it at
+// cleanup, whatever path the test takes (Stop before that is fine).
+func (r *runner) startTrace(start func() (*napitrace.Session, error)) (*napitrace.Session, error) {
+	r.t.Helper()
+	s, err := start()
+	if err != nil {
+		return nil, err
+	}
+	fail := os.Getenv(failAfterTraceEnv)
+	if fail != "leak" {
+		r.t.Cleanup(func() { assert.NoError(r.t, s.Close(), "close the napi:napi_poll trace") })
+	}
+	if fail != "" {
+		r.t.Fatalf("%s=%s: failing with a trace session running", failAfterTraceEnv, fail)
+	}
+	return s, nil
 }
 
 // defaultBusyPollBudget is the kernel's BUSY_POLL_BUDGET
@@ -1324,11 +1389,18 @@ func sum(h hash.Hash) string { return hex.EncodeToString(h.Sum(nil)) }
 // write until its deletion, on SIGINT and SIGTERM, and just before the test
 // binary's own -test.timeout panics (which skips t.Cleanup); after that it
 // makes no new ones. What a SIGKILL leaves, the next run reaps from the
-// ownership records (setupNetdevsim).
+// ownership records (setupNetdevsim). Lent ports are given back and trace
+// sessions closed (their tracefs instances outlive the process) first.
 func TestMain(m *testing.M) {
 	flag.Parse()
-	netdevsim.InstallEmergencyCleanup(testTimeout(), returnPorts) // until the process ends
+	netdevsim.InstallEmergencyCleanup(testTimeout(), returnPorts, closeTraces) // until the process ends
 	code := m.Run()
+	if os.Getenv(failAfterTraceEnv) != "" {
+		// A child of TestBusyPollFailedRunLeavesNoTrace: alive until
+		// killed, so that no other run reaps what it left meanwhile.
+		fmt.Printf("%s %d\n", runDone, code)
+		select {}
+	}
 	if recorder.f != nil {
 		if err := recorder.f.Close(); err != nil {
 			fmt.Fprintf(os.Stderr, "busypolltest: -busypoll.record: %v\n", err)
@@ -1336,6 +1408,14 @@ func TestMain(m *testing.M) {
 		}
 	}
 	os.Exit(code)
+}
+
+// closeTraces removes the tracefs instances of the napi:napi_poll sessions
+// still running: an instance outlives its process.
+func closeTraces(why string) {
+	if err := napitrace.CloseAll(); err != nil {
+		fmt.Fprintf(os.Stderr, "busypolltest: %s: %v\n", why, err)
+	}
 }
 
 // testTimeout returns -test.timeout, 0 if unset.
@@ -1466,6 +1546,87 @@ func TestBusyPollLeavesNothing(t *testing.T) {
 				assert.ErrorIs(t, err, os.ErrNotExist, "netdevsim%d of the stopped child is still on the bus", id)
 			}
 			assert.Empty(t, recordsOf(t, c.cmd.Process.Pid), "the stopped child's ownership record is left")
+		})
+	}
+}
+
+// keepNamesEnv leaves netdevsim's ports with the driver's names (eth0), to
+// show that TestBusyPollConcurrentTraceIsolated needs the unique names.
+const keepNamesEnv = "BUSYPOLLTEST_NETDEVSIM_KEEP_NAMES"
+
+// hostTracefsMounted tells whether anything is mounted at
+// /sys/kernel/tracing in this process's mount namespace.
+func hostTracefsMounted(t *testing.T) bool {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	require.NoError(t, err)
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && f[4] == "/sys/kernel/tracing" {
+			return true
+		}
+	}
+	return false
+}
+
+// TestBusyPollFailedRunLeavesNoTrace runs TestBusyPoll/veth/plain in a child
+// process that fails right after a napi:napi_poll session starts (a failing
+// require, which ends the subtest at once), and checks, while the child is
+// still alive after its tests (so no concurrent run can reap a leftover
+// first), that it left no tracefs instance and mounted nothing at
+// /sys/kernel/tracing. Its second case leaves the session out of the
+// cleanup and must find the instance left: the check sees a leak.
+func TestBusyPollFailedRunLeavesNoTrace(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipped with -short: runs TestBusyPoll in a child")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: network namespaces, napi-set, tracefs")
+	}
+	if os.Getenv(failAfterTraceEnv) != "" || os.Getenv(holdEnv) != "" {
+		t.Skip("this is the child run")
+	}
+	probe, err := napitrace.StartBusyPolls("bpt-none", defaultBusyPollBudget)
+	if errors.Is(err, napitrace.ErrUnavailable) {
+		t.Skipf("cannot trace: %v", err)
+	}
+	require.NoError(t, err)
+	require.NoError(t, probe.Close())
+	mounted := hostTracefsMounted(t)
+	for _, tt := range []struct {
+		mode     string
+		wantLeft bool
+	}{{"1", false}, {"leak", true}} {
+		t.Run(failAfterTraceEnv+"="+tt.mode, func(t *testing.T) {
+			t.Setenv(failAfterTraceEnv, tt.mode)
+			c := startChild(t, false, "-test.run=^TestBusyPoll$/^veth$/^plain$", "-busypoll.backend=veth")
+			deadline := time.Now().Add(childTimeout)
+			for !strings.Contains(c.stdout.String(), runDone) && time.Now().Before(deadline) {
+				select {
+				case <-c.outDone:
+					deadline = time.Now()
+				case <-time.After(20 * time.Millisecond):
+				}
+			}
+			out := c.stdout.String()
+			require.Contains(t, out, runDone+" 1", "the child must fail; stdout:\n%s\nstderr:\n%s", out, c.stderr.String())
+			require.Contains(t, out, "failing with a trace session running")
+			left, err := napitrace.Instances(c.cmd.Process.Pid)
+			require.NoError(t, err)
+			require.NoError(t, c.cmd.Process.Kill())
+			_ = c.wait()
+			if tt.wantLeft {
+				assert.NotEmpty(t, left, "without its cleanup the session's instance stays, and this test sees it")
+				// The next session removes instances of dead processes.
+				s, err := napitrace.StartBusyPolls("bpt-none", defaultBusyPollBudget)
+				require.NoError(t, err)
+				require.NoError(t, s.Close())
+				left, err = napitrace.Instances(c.cmd.Process.Pid)
+				require.NoError(t, err)
+				assert.Empty(t, left, "the next session reaps a dead process's instance")
+			} else {
+				assert.Empty(t, left, "the failed child left tracefs instances")
+			}
+			assert.Equal(t, mounted, hostTracefsMounted(t), "/sys/kernel/tracing mounted before: %v", mounted)
 		})
 	}
 }
@@ -1677,6 +1838,83 @@ func TestBusyPollConcurrentNetdevsim(t *testing.T) {
 	}
 	for id := range busDevices(t) {
 		assert.True(t, before[id], "netdevsim%d was left on the bus by the concurrent runs", id)
+	}
+}
+
+// TestBusyPollConcurrentTraceIsolated runs TestBusyPoll/netdevsim/suspend in
+// two child processes at once in one kernel: one busy-polls (it repeats
+// until the other is done), the other has epoll busy polling off
+// (-busypoll.prefer=0 -busypoll.usecs=0) and must fail check 4, "the epoll
+// busy loop never polled the NAPI", although the first run's busy loop
+// polls its own netdevsim port meanwhile (its log shows it during the off
+// run). Each run's napi:napi_poll trace is filtered to its own device
+// name, unique per run; with the driver's names (BUSYPOLLTEST_NETDEVSIM_KEEP_NAMES=1
+// in both) the off run's trace can count the other run's polls of its eth0.
+func TestBusyPollConcurrentTraceIsolated(t *testing.T) {
+	requireNetdevsimParent(t)
+	probe, err := napitrace.StartBusyPolls("bpt-none", defaultBusyPollBudget)
+	if errors.Is(err, napitrace.ErrUnavailable) {
+		t.Skipf("cannot trace: %v", err)
+	}
+	require.NoError(t, err)
+	require.NoError(t, probe.Close())
+	const (
+		suspendOnly = "-test.run=^TestBusyPoll$/^netdevsim$/^suspend$"
+		busyLine    = "napi_poll trace: the epoll busy loop polled "
+	)
+	before := busDevices(t)
+	busy := startChild(t, false, suspendOnly, "-busypoll.backend=netdevsim", "-test.count=1000")
+	exited := make(chan struct{})
+	go func() {
+		<-busy.outDone
+		close(exited)
+	}()
+	deadline := time.Now().Add(childTimeout)
+	for !strings.Contains(busy.stdout.String(), busyLine) {
+		select {
+		case <-exited:
+			t.Fatalf("the busy run ended before it busy-polled; stdout:\n%s\nstderr:\n%s", busy.stdout.String(), busy.stderr.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+		require.True(t, time.Now().Before(deadline), "the busy run did not busy-poll in %v", childTimeout)
+	}
+	mark := len(busy.stdout.String())
+	off := startChild(t, false, suspendOnly, "-busypoll.backend=netdevsim", "-busypoll.prefer=0", "-busypoll.usecs=0")
+	offErr := off.wait()
+	during := busy.stdout.String()[mark:]
+	select {
+	case <-exited:
+		t.Errorf("the busy run ended before the off run did: no overlap to test")
+	default:
+	}
+	require.NoError(t, busy.cmd.Process.Signal(syscall.SIGINT))
+	_ = busy.wait()
+
+	out := off.stdout.String()
+	assert.Error(t, offErr, "the run with epoll busy polling off must fail")
+	assert.Contains(t, out, "--- FAIL: TestBusyPoll/netdevsim/suspend ")
+	assert.Contains(t, out, "the epoll busy loop never polled the NAPI", "the off run fails check 4; stdout:\n%s", out)
+	var polled int
+	for _, line := range strings.Split(during, "\n") {
+		if _, rest, ok := strings.Cut(line, busyLine); ok {
+			var dev string
+			var n int
+			if _, err := fmt.Sscanf(rest, "%s %d times", &dev, &n); err == nil {
+				polled += n
+				assert.True(t, strings.HasPrefix(dev, link.NetdevsimServerPrefix), "the busy run's port has a unique name: %q", dev)
+			}
+		}
+	}
+	assert.Positive(t, polled, "the busy run's epoll busy loop polled its NAPI while the off run ran; its log meanwhile:\n%s", during)
+	t.Logf("while the off run ran, the busy run's busy loop polled its NAPI %d times", polled)
+	for _, c := range []*child{busy, off} {
+		assert.Empty(t, recordsOf(t, c.cmd.Process.Pid), "ownership record left")
+		left, err := napitrace.Instances(c.cmd.Process.Pid)
+		require.NoError(t, err)
+		assert.Empty(t, left, "trace instances left")
+	}
+	for id := range busDevices(t) {
+		assert.True(t, before[id], "netdevsim%d was left on the bus", id)
 	}
 }
 

@@ -9,8 +9,10 @@ package netdevsim
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"slices"
 	"sync"
 	"syscall"
@@ -115,8 +117,9 @@ var emergencySignals = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGH
 // InstallEmergencyCleanup makes a test binary delete its devices when it
 // would otherwise leave them behind: on SIGINT, SIGTERM and SIGHUP it
 // deletes them all (DeleteAll), writes what it did to stderr and exits with
-// status 2; on SIGQUIT it deletes them and then lets the runtime's SIGQUIT
-// handler print every goroutine's stack and exit, as without it;
+// status 2; on SIGQUIT it first prints every goroutine's stack, as the
+// runtime's SIGQUIT handler would, then does the same; the cleanup after a
+// signal gets at most EmergencyLimit;
 // and if timeout (the binary's -test.timeout) is positive, it deletes them
 // all shortly before it expires (a tenth of it, at most 5 s, before),
 // since the testing package's timeout panic runs no cleanup. After that,
@@ -138,17 +141,8 @@ func InstallEmergencyCleanup(timeout time.Duration, also ...func(why string)) (s
 	go func() {
 		select {
 		case s := <-sigs:
-			first("got " + s.String())
-			emergencyReport("got "+s.String(), DeleteAll)
+			onSignal(os.Stderr, s, EmergencyLimit, first, DeleteAll)
 			signal.Reset(emergencySignals...)
-			if s == syscall.SIGQUIT {
-				// The runtime's own SIGQUIT: every goroutine's stack
-				// (what the go command's kill after -timeout is for),
-				// and exit status 2.
-				fmt.Fprintf(os.Stderr, "netdevsim: %v: the goroutine dump follows\n", s)
-				_ = syscall.Kill(os.Getpid(), syscall.SIGQUIT)
-				time.Sleep(10 * time.Second)
-			}
 			fmt.Fprintf(os.Stderr, "netdevsim: interrupted by %v\n", s)
 			os.Exit(2)
 		case <-done:
@@ -174,12 +168,60 @@ func InstallEmergencyCleanup(timeout time.Duration, also ...func(why string)) (s
 	}
 }
 
+// EmergencyLimit bounds the emergency cleanup after a signal: a cleanup
+// stuck in the kernel (rtnl, sysfs) must not keep the process from
+// ending. After it the process exits without it.
+const EmergencyLimit = 10 * time.Second
+
+// onSignal is what a signal in emergencySignals does, writing to w: for
+// SIGQUIT first every goroutine's stack, as the runtime's own SIGQUIT
+// handler prints it ("SIGQUIT: quit" and the dump), so that a hang in the
+// cleanup cannot keep it from the user; then the cleanup (first, then
+// deleteAll), given at most limit. It reports whether the cleanup
+// finished.
+func onSignal(w io.Writer, s os.Signal, limit time.Duration, first func(string), deleteAll func(string) ([]int, error)) bool {
+	why := "got " + s.String()
+	if s == syscall.SIGQUIT {
+		fmt.Fprintf(w, "netdevsim: %v: the goroutine dump follows\nSIGQUIT: quit\n\n%s\n", s, allStacks())
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		first(why)
+		emergencyReportTo(w, why, deleteAll)
+	}()
+	select {
+	case <-done:
+		return true
+	case <-time.After(limit):
+		fmt.Fprintf(w, "netdevsim: %s: the emergency cleanup did not finish within %v; ending without it (netdevsim devices may be left: the next run reaps them)\n", why, limit)
+		return false
+	}
+}
+
+// allStacks is every goroutine's stack.
+func allStacks() []byte {
+	buf := make([]byte, 1<<16)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			return buf[:n]
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+}
+
 // emergencyReport runs deleteAll and says on stderr what it did.
 func emergencyReport(why string, deleteAll func(string) ([]int, error)) {
+	emergencyReportTo(os.Stderr, why, deleteAll)
+}
+
+// emergencyReportTo runs deleteAll and says on w what it did.
+func emergencyReportTo(w io.Writer, why string, deleteAll func(string) ([]int, error)) {
 	ids, err := deleteAll(why)
 	msg := fmt.Sprintf("netdevsim: %s: deleted %d netdevsim device(s) of this process %v; no new ones will be made", why, len(ids), ids)
 	if err != nil {
 		msg += fmt.Sprintf("; failed: %v", err)
 	}
-	fmt.Fprintln(os.Stderr, msg)
+	fmt.Fprintln(w, msg)
 }

@@ -2,7 +2,11 @@ package netdevsim
 
 import (
 	"context"
+	"os"
 	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -142,4 +146,75 @@ func TestEmergencyStopDisarms(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	assert.Contains(t, Live(), d.ID)
 	require.NoError(t, d.Delete())
+}
+
+// TestOnSignal: SIGQUIT prints the goroutine dump before the emergency
+// cleanup runs, and a cleanup that hangs is given up after the limit.
+func TestOnSignal(t *testing.T) {
+	tests := []struct {
+		name     string
+		sig      os.Signal
+		hang     bool
+		wantDump bool
+		wantDone bool
+	}{
+		{"SIGQUIT: dump, then cleanup", syscall.SIGQUIT, false, true, true},
+		{"SIGQUIT, cleanup hangs: dump all the same", syscall.SIGQUIT, true, true, false},
+		{"SIGTERM: cleanup, no dump", syscall.SIGTERM, false, false, true},
+		{"SIGINT, cleanup hangs: given up", syscall.SIGINT, true, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out lockedWriter
+			release := make(chan struct{})
+			defer close(release)
+			deleteAll := func(string) ([]int, error) {
+				out.WriteString("CLEANUP STARTS\n")
+				if tt.hang {
+					<-release
+				}
+				return []int{7}, nil
+			}
+			begin := time.Now()
+			done := onSignal(&out, tt.sig, 100*time.Millisecond, func(string) {}, deleteAll)
+			assert.Equal(t, tt.wantDone, done)
+			assert.Less(t, time.Since(begin), 5*time.Second, "the limit holds")
+			got := out.String()
+			cleanup := strings.Index(got, "CLEANUP STARTS")
+			require.GreaterOrEqual(t, cleanup, 0, "the cleanup ran: %s", got)
+			dump := strings.Index(got, "goroutine dump follows\nSIGQUIT: quit\n\ngoroutine ")
+			if tt.wantDump {
+				require.GreaterOrEqual(t, dump, 0, "a goroutine dump: %s", got)
+				assert.Less(t, dump, cleanup, "the dump comes before the cleanup")
+				assert.Contains(t, got, "TestOnSignal", "the dump has the test's own goroutine")
+			} else {
+				assert.Less(t, dump, 0, "no dump")
+			}
+			if tt.wantDone {
+				assert.Contains(t, got, "deleted 1 netdevsim device(s) of this process [7]")
+			} else {
+				assert.Contains(t, got, "the emergency cleanup did not finish within 100ms")
+			}
+		})
+	}
+}
+
+// lockedWriter is a strings.Builder for two goroutines.
+type lockedWriter struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedWriter) WriteString(s string) { _, _ = l.Write([]byte(s)) }
+
+func (l *lockedWriter) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -27,11 +27,41 @@ const (
 	VethClientPrefix = "bpt-cl-"
 )
 
+// Prefixes of the names the suite gives netdevsim's ports, which the
+// driver names eth0, eth1, ... in every namespace.
+const (
+	NetdevsimServerPrefix = "bpt-ns-"
+	NetdevsimClientPrefix = "bpt-nc-"
+)
+
 // vethNames returns a fresh pair of names, e.g. "bpt-sv-3fa9c1" and
 // "bpt-cl-3fa9c1" (13 characters; IFNAMSIZ allows 15).
 func vethNames() (server, client string) {
+	return UniqueNames(VethServerPrefix, VethClientPrefix)
+}
+
+// UniqueNames returns the two prefixes with one fresh random suffix of six
+// hex digits, e.g. "bpt-ns-3fa9c1" and "bpt-nc-3fa9c1": names that no other
+// run on the host is likely to use (1 in 16.7 million per pair of runs).
+// Prefixes of at most 9 characters keep the names within IFNAMSIZ.
+func UniqueNames(serverPrefix, clientPrefix string) (server, client string) {
 	suffix := fmt.Sprintf("%06x", rand.Uint32()&0xffffff)
-	return VethServerPrefix + suffix, VethClientPrefix + suffix
+	return serverPrefix + suffix, clientPrefix + suffix
+}
+
+// Rename gives the device ifindex in ns the name name. The device must be
+// down (the kernel refuses to rename a running device with EBUSY).
+func Rename(ns *netns.NetNS, ifindex int, name string) error {
+	return ns.Netlink(func(h *netlink.Handle) error {
+		l, err := h.LinkByIndex(ifindex)
+		if err != nil {
+			return fmt.Errorf("link: find ifindex %d in %s: %w", ifindex, ns, err)
+		}
+		if err := h.LinkSetName(l, name); err != nil {
+			return fmt.Errorf("link: rename %s (ifindex %d) in %s to %s: %w", l.Attrs().Name, ifindex, ns, name, err)
+		}
+		return nil
+	})
 }
 
 // ErrNoVeth is wrapped by NewVethPair's error when the kernel has no veth

@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -27,12 +26,14 @@ import (
 )
 
 // ErrUnavailable is matched by Start's error where the kernel or host cannot
-// trace: no tracefs (CONFIG_TRACING), no napi:napi_poll event, or tracefs not
-// mounted and not mountable. It matches errors.ErrUnsupported.
+// trace: no tracefs (CONFIG_TRACING), no napi:napi_poll event, or no way to
+// mount tracefs privately (a kernel without fsopen, Linux 5.2). It matches
+// errors.ErrUnsupported.
 var ErrUnavailable = fmt.Errorf("napi:napi_poll tracing unavailable: %w", errors.ErrUnsupported)
 
-// Where tracefs is usually mounted.
-var tracefsRoots = []string{"/sys/kernel/tracing", "/sys/kernel/debug/tracing"}
+// hostTracefs is where the kernel expects tracefs: used as it is where
+// tracefs is mounted there, never mounted or unmounted by this package.
+const hostTracefs = "/sys/kernel/tracing"
 
 // instancePrefix starts the names of this package's tracefs instances:
 // "busypolltest-PID-N".
@@ -40,12 +41,14 @@ const instancePrefix = "busypolltest-"
 
 var seq atomic.Int64
 
-// Session records napi:napi_poll events of one device with work > 0.
+// Session records napi:napi_poll events of one device in a tracefs instance
+// of its own.
 type Session struct {
-	dir     string // the instance's folder
-	event   string // its events/napi/napi_poll folder
-	mounted string // tracefs mount point this session made, if any
-	once    sync.Once
+	root  *os.File // tracefs: the host's mount, or a detached mount of the session's own
+	inst  string   // the instance's folder, relative to root
+	event string   // its events/napi/napi_poll folder, relative to root
+	once  sync.Once
+	err   error // of cleanup
 }
 
 // Key is one NAPI (the address the trace prints for it, hashed by the
@@ -123,9 +126,16 @@ func (p Polls) ByTask(napi string) map[int]uint64 {
 
 // Start creates a tracefs instance that records the napi:napi_poll events of
 // the device named dev (a name is per network namespace: two namespaces'
-// devices of the same name both count) that polled at least one packet, and
-// starts recording. Stale instances of processes that are gone are removed
-// first. Stop ends it; the instance is removed then.
+// devices of the same name both count, so give the device a name unique on
+// the host) that polled at least one packet, and starts recording. Stale
+// instances of processes that are gone are removed first. Stop ends it and
+// removes the instance; Close does that without reading, and is safe after
+// Stop: register it as a cleanup right after Start.
+//
+// Where tracefs is not mounted at /sys/kernel/tracing, the session uses a
+// mount of its own that is attached nowhere (fsopen and fsmount): no path
+// of the host changes, another process cannot see or unmount it, and it
+// disappears when the session closes it or the process dies.
 func Start(dev string) (*Session, error) { return start(dev, "work > 0 && ") }
 
 // StartBusyPolls is Start for the polls of budget budget, also those that
@@ -137,35 +147,44 @@ func StartBusyPolls(dev string, budget int) (*Session, error) {
 }
 
 func start(dev, cond string) (*Session, error) {
-	root, mounted, err := tracefs()
-	if err != nil {
-		return nil, err
-	}
-	s := &Session{mounted: mounted}
-	ok := false
-	defer func() {
-		if !ok {
-			s.cleanup()
-		}
-	}()
-	removeStale(root)
-	if _, err := os.Stat(filepath.Join(root, "events/napi/napi_poll")); errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("%w: %s has no events/napi/napi_poll (kernel without CONFIG_TRACEPOINTS/CONFIG_EVENT_TRACING?)", ErrUnavailable, root)
-	}
-	s.dir = filepath.Join(root, "instances", fmt.Sprintf("%s%d-%d", instancePrefix, os.Getpid(), seq.Add(1)))
-	if err := os.Mkdir(s.dir, 0o700); err != nil {
-		s.dir = ""
-		return nil, fmt.Errorf("napitrace: create tracefs instance: %w", err)
-	}
-	s.event = filepath.Join(s.dir, "events/napi/napi_poll")
-	filter := fmt.Sprintf("%sdev_name == \"%s\"", cond, dev)
 	if strings.ContainsAny(dev, "\"\\\n") || dev == "" {
 		return nil, fmt.Errorf("napitrace: device name %q cannot be used in a trace filter", dev)
 	}
-	if err := write(filepath.Join(s.event, "filter"), filter); err != nil {
+	root, err := openTracefs()
+	if err != nil {
 		return nil, err
 	}
-	if err := write(filepath.Join(s.event, "enable"), "1"); err != nil {
+	s := &Session{root: root}
+	ok := false
+	defer func() {
+		if !ok {
+			_ = s.Close()
+		}
+	}()
+	removeStale(root)
+	if _, err := s.stat("events/napi/napi_poll"); err == unix.ENOENT {
+		return nil, fmt.Errorf("%w: tracefs has no events/napi/napi_poll (kernel without CONFIG_TRACEPOINTS/CONFIG_EVENT_TRACING?)", ErrUnavailable)
+	}
+	inst := fmt.Sprintf("instances/%s%d-%d", instancePrefix, os.Getpid(), seq.Add(1))
+	// Made and registered under the lock, so that CloseAll sees every
+	// instance there is and none is made after it.
+	live.Lock()
+	if live.closed {
+		live.Unlock()
+		return nil, ErrClosed
+	}
+	if err := unix.Mkdirat(int(root.Fd()), inst, 0o700); err != nil {
+		live.Unlock()
+		return nil, fmt.Errorf("napitrace: create tracefs instance %s: %w", inst, err)
+	}
+	s.inst = inst
+	live.sessions[s] = struct{}{}
+	live.Unlock()
+	s.event = inst + "/events/napi/napi_poll"
+	if err := s.write(s.event+"/filter", fmt.Sprintf("%sdev_name == \"%s\"", cond, dev)); err != nil {
+		return nil, err
+	}
+	if err := s.write(s.event+"/enable", "1"); err != nil {
 		return nil, err
 	}
 	ok = true
@@ -174,95 +193,205 @@ func start(dev, cond string) (*Session, error) {
 
 // Stop stops recording, reads what was recorded and removes the instance.
 func (s *Session) Stop() (Polls, error) {
-	if err := write(filepath.Join(s.event, "enable"), "0"); err != nil {
-		s.cleanup()
+	if err := s.write(s.event+"/enable", "0"); err != nil {
+		_ = s.Close()
 		return Polls{}, err
 	}
 	p, err := s.read()
-	if cerr := s.cleanup(); err == nil {
+	if cerr := s.Close(); err == nil {
 		err = cerr
 	}
 	return p, err
 }
 
+// Close removes the instance, recording or not, and lets go of tracefs. It
+// does its work once; later calls return the first one's error.
+func (s *Session) Close() error {
+	s.once.Do(func() {
+		live.Lock()
+		delete(live.sessions, s)
+		live.Unlock()
+		if s.inst != "" {
+			// Removing an instance also stops its events.
+			if e := unix.Unlinkat(int(s.root.Fd()), s.inst, unix.AT_REMOVEDIR); e != nil && e != unix.ENOENT {
+				s.err = fmt.Errorf("napitrace: remove tracefs instance %s: %w", s.inst, e)
+			}
+		}
+		if e := s.root.Close(); e != nil && s.err == nil {
+			s.err = fmt.Errorf("napitrace: %w", e)
+		}
+	})
+	return s.err
+}
+
+// live holds the sessions whose instance exists, for CloseAll.
+var live = struct {
+	sync.Mutex
+	sessions map[*Session]struct{}
+	closed   bool // CloseAll ran
+}{sessions: map[*Session]struct{}{}}
+
+// ErrClosed is Start's error after CloseAll.
+var ErrClosed = errors.New("napitrace: no new trace sessions: this process closed them all because it is about to end")
+
+// CloseAll closes every session of this process that is not closed yet,
+// and makes later Starts fail with ErrClosed: for a process about to end
+// without its cleanup (a signal, a test binary's timeout), since an
+// instance outlives the process that made it. It returns the sessions'
+// errors.
+func CloseAll() error {
+	live.Lock()
+	live.closed = true
+	ss := make([]*Session, 0, len(live.sessions))
+	for s := range live.sessions {
+		ss = append(ss, s)
+	}
+	live.Unlock()
+	var errs []error
+	for _, s := range ss {
+		errs = append(errs, s.Close())
+	}
+	return errors.Join(errs...)
+}
+
 func (s *Session) read() (Polls, error) {
-	f, err := os.Open(filepath.Join(s.dir, "trace"))
+	f, err := s.open(s.inst+"/trace", unix.O_RDONLY)
 	if err != nil {
 		return Polls{}, fmt.Errorf("napitrace: %w", err)
 	}
 	defer f.Close()
 	p, err := Parse(f)
 	if err != nil {
-		return Polls{}, fmt.Errorf("napitrace: %s: %w", f.Name(), err)
+		return Polls{}, fmt.Errorf("napitrace: %s: %w", s.inst, err)
 	}
 	return p, nil
 }
 
-// cleanup removes the instance and unmounts what Start mounted.
-func (s *Session) cleanup() error {
-	var err error
-	s.once.Do(func() {
-		if s.dir != "" {
-			if e := unix.Rmdir(s.dir); e != nil && e != unix.ENOENT {
-				err = fmt.Errorf("napitrace: remove tracefs instance %s: %w", s.dir, e)
-			}
-		}
-		if s.mounted != "" {
-			if e := unix.Unmount(s.mounted, unix.MNT_DETACH); e != nil && err == nil {
-				err = fmt.Errorf("napitrace: unmount %s: %w", s.mounted, e)
-			}
-		}
-	})
-	return err
+func (s *Session) open(rel string, flags int) (*os.File, error) {
+	return openAt(s.root, rel, flags)
 }
 
-// tracefs finds a mounted tracefs, or mounts one at /sys/kernel/tracing (the
-// kernel's own mount point for it), which the caller unmounts when done.
-func tracefs() (root, mounted string, err error) {
-	for _, r := range tracefsRoots {
-		if _, err := os.Stat(filepath.Join(r, "instances")); err == nil {
-			return r, "", nil
+func (s *Session) stat(rel string) (unix.Stat_t, error) {
+	var st unix.Stat_t
+	err := unix.Fstatat(int(s.root.Fd()), rel, &st, 0)
+	return st, err
+}
+
+func (s *Session) write(rel, v string) error {
+	f, err := s.open(rel, unix.O_WRONLY|unix.O_TRUNC)
+	if err == nil {
+		_, err = f.WriteString(v)
+		if cerr := f.Close(); err == nil {
+			err = cerr
 		}
 	}
-	r := tracefsRoots[0]
-	if _, err := os.Stat(r); err != nil {
-		return "", "", fmt.Errorf("%w: no %s (kernel without CONFIG_TRACING?)", ErrUnavailable, r)
+	if err != nil {
+		return fmt.Errorf("napitrace: write %q to %s: %w", v, rel, err)
 	}
-	if err := unix.Mount("nodev", r, "tracefs", 0, ""); err != nil {
-		if err == unix.ENODEV {
-			return "", "", fmt.Errorf("%w: the kernel has no tracefs (CONFIG_TRACING)", ErrUnavailable)
+	return nil
+}
+
+func openAt(root *os.File, rel string, flags int) (*os.File, error) {
+	fd, err := unix.Openat(int(root.Fd()), rel, flags|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: rel, Err: err}
+	}
+	return os.NewFile(uintptr(fd), rel), nil
+}
+
+// openTracefs returns the root folder of tracefs: the host's mount at
+// /sys/kernel/tracing where there is one (this package never mounts or
+// unmounts anything there), else a new mount of tracefs attached to no
+// path, which closing the folder releases. A second mount of tracefs is the
+// same file system (one superblock), so its instances are the host's too:
+// their names are unique per process, and removeStale clears those of
+// dead processes whichever mount they were made through.
+func openTracefs() (*os.File, error) {
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(hostTracefs, &sfs); err == nil && sfs.Type == unix.TRACEFS_MAGIC {
+		f, err := os.OpenFile(hostTracefs, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+		if err != nil {
+			return nil, fmt.Errorf("napitrace: %w", err)
 		}
-		return "", "", fmt.Errorf("napitrace: mount tracefs on %s: %w", r, err)
+		return f, nil
 	}
-	return r, r, nil
+	fsfd, err := unix.Fsopen("tracefs", unix.FSOPEN_CLOEXEC)
+	switch {
+	case err == unix.ENODEV:
+		return nil, fmt.Errorf("%w: the kernel has no tracefs (CONFIG_TRACING)", ErrUnavailable)
+	case err == unix.ENOSYS:
+		return nil, fmt.Errorf("%w: tracefs is not mounted at %s and the kernel has no fsopen (Linux 5.2) to mount it privately", ErrUnavailable, hostTracefs)
+	case err != nil:
+		return nil, fmt.Errorf("napitrace: fsopen tracefs: %w", err)
+	}
+	defer unix.Close(fsfd)
+	if err := unix.FsconfigCreate(fsfd); err != nil {
+		return nil, fmt.Errorf("napitrace: create a tracefs mount: %w", err)
+	}
+	mfd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("napitrace: fsmount tracefs: %w", err)
+	}
+	return os.NewFile(uintptr(mfd), "tracefs"), nil
 }
 
 // removeStale removes the instances of this package whose process is gone.
-func removeStale(root string) {
-	entries, err := os.ReadDir(filepath.Join(root, "instances"))
-	if err != nil {
-		return
-	}
-	for _, e := range entries {
-		rest, ok := strings.CutPrefix(e.Name(), instancePrefix)
-		if !ok {
-			continue
-		}
-		pid, err := strconv.Atoi(strings.SplitN(rest, "-", 2)[0])
-		if err != nil || pid == os.Getpid() {
+func removeStale(root *os.File) {
+	for _, name := range instanceNames(root) {
+		pid, _ := instancePID(name)
+		if pid == os.Getpid() {
 			continue
 		}
 		if err := unix.Kill(pid, 0); err == unix.ESRCH {
-			_ = unix.Rmdir(filepath.Join(root, "instances", e.Name()))
+			_ = unix.Unlinkat(int(root.Fd()), "instances/"+name, unix.AT_REMOVEDIR)
 		}
 	}
 }
 
-func write(path, s string) error {
-	if err := os.WriteFile(path, []byte(s), 0); err != nil {
-		return fmt.Errorf("napitrace: write %q to %s: %w", s, path, err)
+// instanceNames lists the instances of this package.
+func instanceNames(root *os.File) []string {
+	d, err := openAt(root, "instances", unix.O_RDONLY|unix.O_DIRECTORY)
+	if err != nil {
+		return nil
 	}
-	return nil
+	defer d.Close()
+	names, _ := d.Readdirnames(-1)
+	var out []string
+	for _, n := range names {
+		if _, ok := instancePID(n); ok {
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// instancePID is the process id in an instance name of this package.
+func instancePID(name string) (int, bool) {
+	rest, ok := strings.CutPrefix(name, instancePrefix)
+	if !ok {
+		return 0, false
+	}
+	pid, err := strconv.Atoi(strings.SplitN(rest, "-", 2)[0])
+	return pid, err == nil
+}
+
+// Instances returns the names of the tracefs instances this package made
+// for process pid and that still exist ("busypolltest-PID-N"): none once
+// every session of pid is closed.
+func Instances(pid int) ([]string, error) {
+	root, err := openTracefs()
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	var out []string
+	for _, n := range instanceNames(root) {
+		if p, _ := instancePID(n); p == pid {
+			out = append(out, n)
+		}
+	}
+	return out, nil
 }
 
 // eventLine matches a napi_poll line of a trace file:

@@ -146,3 +146,71 @@ func sendSome(t *testing.T, server, client *netns.NetNS, pair link.VethPair) {
 	}))
 	require.NoError(t, <-done)
 }
+
+// mountinfo returns the mount points of tracefs in this process's mount
+// namespace.
+func tracefsMounts(t *testing.T) []string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	require.NoError(t, err)
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		// "36 25 0:12 / /sys/kernel/tracing rw,... - tracefs tracefs rw"
+		if _, fs, ok := strings.Cut(line, " - "); ok && strings.HasPrefix(fs, "tracefs ") {
+			out = append(out, strings.Fields(line)[4])
+		}
+	}
+	return out
+}
+
+// TestKernelSessionLeavesNothing starts a session and closes it, with and
+// without Stop: no mount appears anywhere in the mount tree (where the
+// host has no tracefs mounted, the session's own mount is attached to no
+// path), no instance of this process is left, and Close after Stop is
+// harmless.
+func TestKernelSessionLeavesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipped with -short: traces the kernel")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: tracefs")
+	}
+	before := tracefsMounts(t)
+	for _, stop := range []bool{true, false} {
+		s, err := napitrace.StartBusyPolls("bpt-none", 16)
+		if errors.Is(err, napitrace.ErrUnavailable) {
+			t.Skip(err)
+		}
+		require.NoError(t, err)
+		assert.Equal(t, before, tracefsMounts(t), "a session mounts nothing in the mount tree")
+		names, err := napitrace.Instances(os.Getpid())
+		require.NoError(t, err)
+		assert.Len(t, names, 1, "the session's instance exists while it runs")
+		if stop {
+			p, err := s.Stop()
+			require.NoError(t, err)
+			assert.Zero(t, p.Events, "no device is named bpt-none")
+		}
+		require.NoError(t, s.Close())
+		require.NoError(t, s.Close(), "Close is idempotent")
+		names, err = napitrace.Instances(os.Getpid())
+		require.NoError(t, err)
+		assert.Empty(t, names, "stop=%v: closed sessions leave no instance", stop)
+	}
+	// CloseAll, the emergency cleanup's: every session still open.
+	t.Cleanup(napitrace.Reopen)
+	for range 2 {
+		_, err := napitrace.StartBusyPolls("bpt-none", 16)
+		require.NoError(t, err)
+	}
+	names, err := napitrace.Instances(os.Getpid())
+	require.NoError(t, err)
+	assert.Len(t, names, 2)
+	require.NoError(t, napitrace.CloseAll())
+	names, err = napitrace.Instances(os.Getpid())
+	require.NoError(t, err)
+	assert.Empty(t, names, "CloseAll leaves no instance")
+	_, err = napitrace.StartBusyPolls("bpt-none", 16)
+	assert.ErrorIs(t, err, napitrace.ErrClosed, "no session after CloseAll")
+	assert.Equal(t, before, tracefsMounts(t))
+}

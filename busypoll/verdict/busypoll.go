@@ -33,12 +33,24 @@ const (
 	SuspendFactor   = 2.0
 )
 
-// Suspension is check 4 where the backend can show the effect of IRQ
-// suspension: the transfers of ArmSuspend (irq-suspend-timeout on) must have
-// busy-polled clearly more than those of ArmControl (the same settings with
-// irq-suspend-timeout 0), measured on the same pair and NAPI. It returns a
-// summary of both arms for the log.
+// Suspension is the suspension rule at one fixed size, with the threshold
+// SuspendAlpha: the transfers of ArmSuspend (irq-suspend-timeout on) must
+// have busy-polled clearly more than those of ArmControl (the same settings
+// with irq-suspend-timeout 0), measured on the same pair and NAPI. It
+// returns a summary of both arms for the log. Check 4 uses it sequentially
+// (SuspensionSequential), with a share of SuspendAlpha at each look; where
+// the comparison is only logged (under emulation), it uses this.
 func Suspension(ts []Transfer) (string, error) {
+	summary, _, why := suspension(ts, SuspendAlpha)
+	if len(why) == 0 {
+		return summary, nil
+	}
+	return summary, suspensionError(ts, why)
+}
+
+// suspension applies the rule with the threshold alpha for p: the summary,
+// p, and each condition missed (none: it passes).
+func suspension(ts []Transfer, alpha float64) (string, float64, []string) {
 	s, c := Sum(ts, ArmSuspend), Sum(ts, ArmControl)
 	var susp, ctrl []uint64
 	for _, t := range ts {
@@ -52,11 +64,11 @@ func Suspension(ts []Transfer) (string, error) {
 	p := RankSumP(susp, ctrl)
 	summary := fmt.Sprintf("busy-polled with IRQ suspension %v, control without %v, rank-sum p=%.5f", s, c, p)
 	if s.Transfers == 0 || c.Transfers == 0 {
-		return summary, fmt.Errorf("suspension comparison needs transfers in both arms: %d with suspension, %d control", s.Transfers, c.Transfers)
+		return summary, 1, []string{fmt.Sprintf("the comparison needs transfers in both arms: %d with suspension, %d control", s.Transfers, c.Transfers)}
 	}
 	var why []string
-	if p > SuspendAlpha {
-		why = append(why, fmt.Sprintf("the difference is within chance (rank-sum p=%.4f, the rule needs at most %v)", p, SuspendAlpha))
+	if p > alpha {
+		why = append(why, fmt.Sprintf("the difference is within chance (rank-sum p=%.4f, the rule needs at most %.4g)", p, alpha))
 	}
 	if s.Share() < MinSuspendShare {
 		why = append(why, fmt.Sprintf("the suspend arm's share %.1f%% is below %.0f%%", 100*s.Share(), 100*MinSuspendShare))
@@ -65,12 +77,13 @@ func Suspension(ts []Transfer) (string, error) {
 		why = append(why, fmt.Sprintf("the suspend arm's share %.1f%% is below %.0f times the control's (%.1f%%)",
 			100*s.Share(), SuspendFactor, 100*SuspendFactor*c.Share()))
 	}
-	if len(why) == 0 {
-		return summary, nil
-	}
-	return summary, fmt.Errorf("IRQ suspension made no measured difference: busy-polled with irq-suspend-timeout %v %v, "+
+	return summary, p, why
+}
+
+func suspensionError(ts []Transfer, why []string) error {
+	return fmt.Errorf("IRQ suspension made no measured difference: busy-polled with irq-suspend-timeout %v %v, "+
 		"with irq-suspend-timeout 0 (the control, otherwise the same settings) %v; %s",
-		suspendTimeoutOf(ts), s, c, strings.Join(why, "; "))
+		suspendTimeoutOf(ts), Sum(ts, ArmSuspend), Sum(ts, ArmControl), strings.Join(why, "; "))
 }
 
 // RankSumP is the exact one-sided p-value of a Wilcoxon rank-sum

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"compress/gzip"
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -164,11 +165,13 @@ func readRecording(t *testing.T, name string) []subtest {
 	return out
 }
 
-// TestSuspensionRecorded applies the suspension rule to the comparisons of
-// real runs (veth, this project's 2-CPU host, kernel 6.18): with suspension
-// working it must pass (at most 1 false failure in 200), with suspension
-// made ineffective it must fail (at most 1 false pass in 100). The README's
-// rates come from these recordings.
+// TestSuspensionRecorded replays the comparisons of real runs (veth, this
+// project's 2-CPU host, kernel 6.18, recorded with the suite's sequential
+// rule) through that rule, pair by pair as the suite applies it: each must
+// reach its decision exactly where the recording ends (the suite stopped
+// there), with suspension working it must pass (at most 1 false failure in
+// 200), with suspension made ineffective fail (at most 1 false pass in
+// 100). The README's rates come from these recordings.
 func TestSuspensionRecorded(t *testing.T) {
 	tests := []struct {
 		file     string
@@ -179,33 +182,119 @@ func TestSuspensionRecorded(t *testing.T) {
 		{"veth-suspend-timeout-0.jsonl.gz", false, 1.0 / 100},
 		{"veth-defer-0-gro-0.jsonl.gz", false, 1.0 / 100},
 	}
+	looks := verdict.LooksUpTo(verdict.SuspensionLooks[len(verdict.SuspensionLooks)-1].Pairs)
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
 			subs := readRecording(t, tt.file)
 			wrong := 0
+			byPairs := map[int]int{}
 			var ps []float64
 			for _, s := range subs {
-				_, err := verdict.Suspension(s.transfers)
-				if (err == nil) != tt.working {
+				d, pairs, _, _ := verdict.ReplaySuspension(s.transfers, looks)
+				recorded := verdict.Sum(s.transfers, verdict.ArmSuspend).Transfers
+				if !assert.NotEqual(t, verdict.Continue, d, "run %s round %d: undecided after %d pairs", s.run, s.round, pairs) {
+					continue
+				}
+				assert.Equal(t, recorded, pairs, "run %s round %d: the rule decides (%v) after %d pairs, the suite stopped after %d", s.run, s.round, d, pairs, recorded)
+				if (d == verdict.Pass) != tt.working {
 					wrong++
 				}
+				byPairs[pairs]++
 				var a, b []uint64
 				for _, tr := range s.transfers {
 					if tr.Arm == verdict.ArmSuspend {
 						a = append(a, tr.BusyPolled)
-					} else {
+					} else if tr.Arm == verdict.ArmControl {
 						b = append(b, tr.BusyPolled)
 					}
 				}
 				ps = append(ps, verdict.RankSumP(a, b))
 			}
 			sort.Float64s(ps)
-			t.Logf("%s: %d comparisons, %d with the wrong verdict; rank-sum p median %.5f, max %.5f",
-				tt.file, len(subs), wrong, ps[len(ps)/2], ps[len(ps)-1])
+			t.Logf("%s: %d comparisons, %d with the wrong verdict; decided after pairs: %v; rank-sum p at the decision: smallest %.5f, median %.5f, largest %.5f",
+				tt.file, len(subs), wrong, byPairs, ps[0], ps[len(ps)/2], ps[len(ps)-1])
 			assert.LessOrEqual(t, float64(wrong), math.Floor(tt.maxWrong*float64(len(subs))),
 				"%d of %d recorded comparisons got the wrong verdict", wrong, len(subs))
 		})
 	}
+}
+
+func TestLooksUpTo(t *testing.T) {
+	for _, maxPairs := range []int{1, 5, 6, 7, 12, 20} {
+		looks := verdict.LooksUpTo(maxPairs)
+		var sum float64
+		for i, l := range looks {
+			sum += l.Alpha
+			assert.Positive(t, l.Alpha)
+			if i > 0 {
+				assert.Greater(t, l.Pairs, looks[i-1].Pairs)
+			}
+		}
+		assert.InDelta(t, verdict.SuspendAlpha, sum, 1e-12, "cap %d: the looks spend exactly SuspendAlpha (%s)", maxPairs, verdict.LooksString(looks))
+		assert.Equal(t, maxPairs, looks[len(looks)-1].Pairs, "the last look is at the cap")
+	}
+	assert.Equal(t, verdict.SuspensionLooks, verdict.LooksUpTo(20))
+}
+
+// pairsOf builds an interleaved comparison from per-pair busy-polled
+// counts, in the suite's order (suspend, control; control, suspend; ...).
+func pairsOf(suspend, control []uint64) []verdict.Transfer {
+	var ts []verdict.Transfer
+	for i := range suspend {
+		s := verdict.Transfer{Arm: verdict.ArmSuspend, IRQSuspendTimeout: 20 * time.Millisecond, RxPackets: 730, BusyPolled: suspend[i]}
+		c := verdict.Transfer{Arm: verdict.ArmControl, RxPackets: 730, BusyPolled: control[i]}
+		if i%2 == 0 {
+			ts = append(ts, s, c)
+		} else {
+			ts = append(ts, c, s)
+		}
+	}
+	return ts
+}
+
+func repeat(v []uint64, n int) []uint64 {
+	var out []uint64
+	for len(out) < n {
+		out = append(out, v...)
+	}
+	return out[:n]
+}
+
+func TestSuspensionSequential(t *testing.T) {
+	tests := []struct {
+		name             string
+		suspend, control []uint64 // per pair, as many as the rule may ask for
+		want             verdict.Decision
+		wantPairs        int
+		wantErr          string
+	}{
+		{"clear effect: first look", repeat([]uint64{42, 80, 16, 88}, 20), make([]uint64, 20), verdict.Pass, 6, ""},
+		// One control transfer busy-polls as much as a suspend one: 6
+		// pairs give p = 0.0043 > 0.0012, 8 pairs pass.
+		{"one lucky control: second look", repeat([]uint64{42, 80, 16, 88}, 20), append([]uint64{57}, make([]uint64, 19)...), verdict.Pass, 8, ""},
+		{"no effect, nothing busy-polled: futility at the second look", make([]uint64, 20), make([]uint64, 20), verdict.Fail, 8,
+			"stopped at look 2 of 5: p above 0.5"},
+		{"no effect, both arms the same: futility", repeat([]uint64{0, 16, 0, 32}, 20), repeat([]uint64{16, 0, 32, 0}, 20), verdict.Fail, 8, "clearly absent"},
+		{"significant but a trace: until the cap", repeat([]uint64{1}, 20), make([]uint64, 20), verdict.Fail, 20, "the suspend arm's share 0.1% is below 1%"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, pairs, summary, err := verdict.ReplaySuspension(pairsOf(tt.suspend, tt.control), verdict.SuspensionLooks)
+			assert.Equal(t, tt.want, d, summary)
+			assert.Equal(t, tt.wantPairs, pairs, summary)
+			assert.Contains(t, summary, fmt.Sprintf("%d pairs: pass at p ≤", tt.wantPairs))
+			if tt.wantErr == "" {
+				assert.NoError(t, err)
+				return
+			}
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), "IRQ suspension made no measured difference")
+			assert.Contains(t, err.Error(), tt.wantErr)
+		})
+	}
+	d, _, err := verdict.SuspensionSequential(pairsOf(make([]uint64, 5), make([]uint64, 5)), verdict.SuspensionLooks)
+	assert.Equal(t, verdict.Continue, d, "between looks")
+	assert.NoError(t, err)
 }
 
 func TestNegativeControl(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/netdev-go/busypolltest/busypoll/verdict"
 	"github.com/netdev-go/busypolltest/napi"
@@ -63,15 +64,35 @@ func ageCheck(c Cell, release string) Cell {
 
 // shortReason makes a skip or failure message fit a table cell: the
 // "kernel RELEASE " prefix and a trailing "(the probe's error)" go, which
-// the release column and the notes already say.
+// the release column and the VM's log already say; of a list of missing
+// features ("...; ...") the first stays.
 func shortReason(s, release string) string {
 	s = strings.TrimPrefix(s, "kernel "+release+" ")
-	if i := strings.LastIndex(s, " ("); i > 0 && strings.HasSuffix(s, ")") {
-		s = s[:i]
+	if strings.HasSuffix(s, ")") {
+		depth := 0
+		for i := len(s) - 1; i > 0; i-- {
+			switch s[i] {
+			case ')':
+				depth++
+			case '(':
+				depth--
+			}
+			if depth == 0 {
+				if s[i-1] == ' ' {
+					s = s[:i-1]
+				}
+				break
+			}
+		}
 	}
-	const max = 160
-	if len(s) > max {
-		s = s[:max] + "…"
+	if first, _, ok := strings.Cut(s, "; "); ok {
+		s = first + "; …"
+	}
+	if n := 140; len(s) > n {
+		for !utf8.RuneStart(s[n]) {
+			n--
+		}
+		s = s[:n] + "…"
 	}
 	return s
 }

@@ -14,11 +14,15 @@ import (
 // The recordings in testdata are vm/matrix's VM output (go test
 // -test.v=test2json of three batch jobs) on Debian's kernels, unchanged:
 // 7.3.4 with netdevsim built (every scenario passes), 6.18.15 without
-// netdevsim (no linux-source-6.18) and without threaded busy-poll; and
+// netdevsim (no linux-source-6.18) and without threaded busy-poll, 6.12.117
+// with netdevsim but without napi-set, 6.1.176 without EPIOCSPARAMS and the
+// netdev family (the napi package's kernel tests failed there); and
 // vm/debian-kernel's messages for 6.19.14, whose packages are gone.
 const (
 	release73  = "7.3.4+deb13-amd64"
 	release618 = "6.18.15+deb13-amd64"
+	release612 = "6.12.117+deb13-amd64"
+	release61  = "6.1.0-50-amd64"
 )
 
 func parseFile(t *testing.T, name string) *Run {
@@ -150,6 +154,8 @@ func TestAgeCheck(t *testing.T) {
 func TestScenarioCell(t *testing.T) {
 	r73 := parseFile(t, "vm-7.3.4.log").Job("TestBusyPoll")
 	r618 := parseFile(t, "vm-6.18.15.log").Job("TestBusyPoll")
+	r612 := parseFile(t, "vm-6.12.117.log").Job("TestBusyPoll")
+	r61 := parseFile(t, "vm-6.1.176.log").Job("TestBusyPoll")
 	tests := []struct {
 		name              string
 		job               *Job
@@ -165,6 +171,8 @@ func TestScenarioCell(t *testing.T) {
 		{"6.18 has no netdevsim", r618, release618, "netdevsim", "plain", Skip, "netdevsim unavailable"},
 		// The same output from a kernel that should have threaded busy-poll.
 		{"a 7.2 kernel that lacks threaded busy-poll", r618, "7.2.13+deb14-amd64", "veth", "napi_threaded", Fail, "a feature of Linux 6.19"},
+		{"6.12 lacks napi-set", r612, release612, "netdevsim", "suspend", Skip, "lacks napi-set: needs Linux 6.13"},
+		{"6.1 lacks EPIOCSPARAMS", r61, release61, "veth", "plain", Skip, "lacks the EPIOCSPARAMS ioctl: needs Linux 6.9"},
 		{"no TestBusyPoll job", nil, release73, "veth", "plain", Fail, "did not run"},
 	}
 	for _, tc := range tests {
@@ -172,6 +180,9 @@ func TestScenarioCell(t *testing.T) {
 			c := scenarioCell(tc.job, tc.backend, tc.scenario, tc.release)
 			assert.Equal(t, tc.want, c.Verdict, c.Reason)
 			assert.Contains(t, c.Reason, tc.reason)
+			if strings.Contains(c.Reason, "needs Linux") {
+				assert.NotContains(t, c.Reason, "(", "the probe's error is left out")
+			}
 			assert.NotContains(t, c.Reason, "kernel "+tc.release, "the release is in its own column")
 		})
 	}
@@ -204,6 +215,8 @@ func TestScenarioCellFailures(t *testing.T) {
 func TestPackageCell(t *testing.T) {
 	r73 := parseFile(t, "vm-7.3.4.log")
 	r618 := parseFile(t, "vm-6.18.15.log")
+	r612 := parseFile(t, "vm-6.12.117.log")
+	r61 := parseFile(t, "vm-6.1.176.log")
 	failed, err := ParseRun(strings.NewReader("=== RUN   TestKernelNAPI\n    k_test.go:1: napi-set: EINVAL\n" +
 		"--- FAIL: TestKernelNAPI (0.01s)\nFAIL\tm/napi\t0.1s (exit 1)\n"))
 	require.NoError(t, err)
@@ -219,6 +232,11 @@ func TestPackageCell(t *testing.T) {
 		{"7.3 netdevsim", r73.Job("netdevsim"), Packages[1], release73, Cell{Verdict: Pass}},
 		{"6.18 napi", r618.Job("napi"), Packages[0], release618, Cell{Pass, "skipped TestKernelNAPI/queue_napi-id"}},
 		{"6.18 netdevsim: no module", r618.Job("netdevsim"), Packages[1], release618, Cell{Verdict: Skip}},
+		{"6.12 napi: no napi-set", r612.Job("napi"), Packages[0], release612, Cell{Skip, "TestKernelNAPI: kernel has no napi-set: needs Linux 6.13; …"}},
+		{"6.12 netdevsim", r612.Job("netdevsim"), Packages[1], release612, Cell{Verdict: Pass}},
+		{"6.1 napi: failed for want of the netdev family", r61.Job("napi"), Packages[0], release61,
+			Cell{Fail, `TestKernelNAPI: dial netdev in napi-sv-98-1: napi: kernel has no generic netlink family "netdev" (needs Linux 6.3): netlink receive: no such file or directo… (and 1 more)`}},
+		{"6.1 netdevsim: no link_device", r61.Job("netdevsim"), Packages[1], release61, Cell{Verdict: Skip}},
 		{"a failed test", failed.Jobs[0], Packages[0], release73, Cell{Fail, "TestKernelNAPI: napi-set: EINVAL"}},
 		{"no job", nil, Packages[0], release73, Cell{Fail, "the napi job did not run (VM output has no such job)"}},
 	}
@@ -229,6 +247,27 @@ func TestPackageCell(t *testing.T) {
 			if tc.want.Reason != "" {
 				assert.Equal(t, tc.want.Reason, c.Reason)
 			}
+		})
+	}
+}
+
+func TestShortReason(t *testing.T) {
+	tests := []struct {
+		name, in, want string
+	}{
+		{"the release and the nested probe error go",
+			"kernel 6.1.0-50-amd64 lacks the EPIOCSPARAMS ioctl: needs Linux 6.9 (busypoll: probe: needs Linux 6.9: unsupported operation (operation not supported))",
+			"lacks the EPIOCSPARAMS ioctl: needs Linux 6.9"},
+		{"of a list the first stays", "kernel has no napi-set: needs Linux 6.13; kernel has no napi-set defer-hard-irqs: needs Linux 6.13",
+			"kernel has no napi-set: needs Linux 6.13; …"},
+		{"parentheses inside stay", "cannot link devices (no link_device; it arrived in Linux 6.9): stat: no such file",
+			"cannot link devices (no link_device; …"},
+		{"a long one is cut on a character", strings.Repeat("é", 100), strings.Repeat("é", 70) + "…"},
+		{"nothing to do", "netdevsim unavailable", "netdevsim unavailable"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.want, shortReason(tc.in, release61))
 		})
 	}
 }

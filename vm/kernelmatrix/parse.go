@@ -26,13 +26,45 @@ type Test struct {
 }
 
 // Reason is the one-line reason of a skip or failure: the first line of the
-// test's last log message ("" without one).
+// test's last log message ("" without one). For testify's report of a failed
+// assertion, whose first line is empty, it is the "Error:" entry (with the
+// error on the line after "Received unexpected error:"), after the
+// "Messages:" entry if there is one.
 func (t *Test) Reason() string {
 	if len(t.Log) == 0 {
 		return ""
 	}
-	first, _, _ := strings.Cut(t.Log[len(t.Log)-1], "\n")
-	return strings.TrimSpace(first)
+	msg := t.Log[len(t.Log)-1]
+	first, rest, _ := strings.Cut(msg, "\n")
+	if strings.TrimSpace(first) != "" || rest == "" {
+		return strings.TrimSpace(first)
+	}
+	lines := strings.Split(rest, "\n")
+	var errText, messages string
+	for i, l := range lines {
+		key, value, ok := strings.Cut(strings.TrimSpace(l), ":")
+		if !ok {
+			continue
+		}
+		value = strings.TrimSpace(value)
+		switch key {
+		case "Error":
+			errText = value
+			if strings.HasSuffix(value, ":") && i+1 < len(lines) {
+				errText = strings.TrimSpace(lines[i+1])
+			}
+		case "Messages":
+			messages = value
+		}
+	}
+	switch {
+	case errText == "":
+		return strings.TrimSpace(lines[0])
+	case messages != "":
+		return messages + ": " + errText
+	default:
+		return errText
+	}
 }
 
 // Job is one test binary's run in a batch VM (vmrun -batch).

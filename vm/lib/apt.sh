@@ -30,8 +30,16 @@ private_apt() {
 	# Status /dev/null: what the machine has installed plays no part.
 	apt_opts=(-o "Dir::Etc::SourceList=$dir/sources.list" -o Dir::Etc::SourceParts=/dev/null
 		-o "Dir::State::Lists=$dir/lists" -o "Dir::Cache::archives=$dir/archives"
-		-o Dir::State::status=/dev/null -o "Dir::Cache::pkgcache=" -o "Dir::Cache::srcpkgcache="
-		-o APT::Sandbox::User=root)
+		-o Dir::State::status=/dev/null -o "Dir::Cache=$dir" -o Dir::Cache::pkgcache=pkgcache.bin -o Dir::Cache::srcpkgcache=srcpkgcache.bin
+		-o APT::Sandbox::User=root
+		# Package lists only: no AppStream metadata or icons (about 24 MB
+		# that the machine's appstream configuration would add), no
+		# translations.
+		-o Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false
+		-o Acquire::IndexTargets::deb::DEP-11-icons::DefaultEnabled=false
+		-o Acquire::IndexTargets::deb::DEP-11-icons-small::DefaultEnabled=false
+		-o Acquire::IndexTargets::deb::DEP-11-icons-hidpi::DefaultEnabled=false
+		-o Acquire::Languages=none)
 	if cmp -s "$dir/sources.list.new" "$dir/sources.list" && [ -n "$(find "$dir/lists" -maxdepth 1 -name '*Packages*' -mmin -60 2>/dev/null | head -n1)" ]; then
 		rm -f "$dir/sources.list.new"
 		return 0

@@ -65,28 +65,30 @@ func ageCheck(c Cell, release string) Cell {
 // shortReason makes a skip or failure message fit a table cell: the
 // "kernel RELEASE " prefix and a trailing "(the probe's error)" go, which
 // the release column and the VM's log already say; of a list of missing
-// features ("...; ...") the first stays.
+// features ("...; ...") the first stays. Where the message said which Linux
+// version brings what is missing, the short one still says it (ageCheck and
+// netdevsimCheck read it).
 func shortReason(s, release string) string {
+	full := s
 	s = strings.TrimPrefix(s, "kernel "+release+" ")
 	if strings.HasSuffix(s, ")") {
-		depth := 0
-		for i := len(s) - 1; i > 0; i-- {
-			switch s[i] {
-			case ')':
-				depth++
-			case '(':
-				depth--
-			}
-			if depth == 0 {
-				if s[i-1] == ' ' {
-					s = s[:i-1]
-				}
-				break
-			}
+		if i := matchingOpen(s, len(s)-1); i > 0 && s[i-1] == ' ' {
+			s = s[:i-1]
 		}
 	}
-	if first, _, ok := strings.Cut(s, "; "); ok {
-		s = first + "; …"
+	depth := 0
+	for i := 0; i < len(s)-1; i++ {
+		switch s[i] {
+		case '(':
+			depth++
+		case ')':
+			depth--
+		case ';':
+			if depth == 0 && s[i+1] == ' ' {
+				s = s[:i] + "; …"
+				i = len(s)
+			}
+		}
 	}
 	if n := 140; len(s) > n {
 		for !utf8.RuneStart(s[n]) {
@@ -94,7 +96,27 @@ func shortReason(s, release string) string {
 		}
 		s = s[:n] + "…"
 	}
+	if m := sinceRE.FindString(full); m != "" && !sinceRE.MatchString(s) {
+		s += " [" + m + "]"
+	}
 	return s
+}
+
+// matchingOpen is the index of the "(" that the ")" at s[end] closes, or -1.
+func matchingOpen(s string, end int) int {
+	depth := 0
+	for i := end; i >= 0; i-- {
+		switch s[i] {
+		case ')':
+			depth++
+		case '(':
+			depth--
+			if depth == 0 {
+				return i
+			}
+		}
+	}
+	return -1
 }
 
 // Scenarios are TestBusyPoll's scenarios, in the table's column order.

@@ -251,6 +251,15 @@ func TestPackageCell(t *testing.T) {
 	}
 }
 
+// On 6.1 netdevsim loads but has no link_device (Linux 6.9): the kernel's
+// age, not a module that was built and not found.
+func TestPackageCellNetdevsimTooOld(t *testing.T) {
+	c := packageCell(parseFile(t, "vm-6.1.176.log").Job("netdevsim"), Packages[1], release61)
+	require.Equal(t, Skip, c.Verdict, c.Reason)
+	assert.Contains(t, c.Reason, "arrived in Linux 6.9")
+	assert.Equal(t, c, netdevsimCheck(c, "built"))
+}
+
 func TestShortReason(t *testing.T) {
 	tests := []struct {
 		name, in, want string
@@ -260,8 +269,10 @@ func TestShortReason(t *testing.T) {
 			"lacks the EPIOCSPARAMS ioctl: needs Linux 6.9"},
 		{"of a list the first stays", "kernel has no napi-set: needs Linux 6.13; kernel has no napi-set defer-hard-irqs: needs Linux 6.13",
 			"kernel has no napi-set: needs Linux 6.13; …"},
-		{"parentheses inside stay", "cannot link devices (no link_device; it arrived in Linux 6.9): stat: no such file",
-			"cannot link devices (no link_device; …"},
+		{"a list inside parentheses stays whole", "cannot link devices (no link_device; it arrived in Linux 6.9): stat: no such file",
+			"cannot link devices (no link_device; it arrived in Linux 6.9): stat: no such file"},
+		{"the version that brings it is kept", "lacks x (as the probe says): " + strings.Repeat("y", 150) + " (needs Linux 6.9)",
+			"lacks x (as the probe says): " + strings.Repeat("y", 111) + "… [needs Linux 6.9]"},
 		{"a long one is cut on a character", strings.Repeat("é", 100), strings.Repeat("é", 70) + "…"},
 		{"nothing to do", "netdevsim unavailable", "netdevsim unavailable"},
 	}
@@ -381,6 +392,16 @@ func TestRun(t *testing.T) {
 	assert.Less(t, strings.Index(md, "| 6.18.15"), strings.Index(md, "| 6.19.14"))
 	assert.Less(t, strings.Index(md, "| 6.19.14"), strings.Index(md, "| 7.3.4"))
 	assert.Contains(t, stderr.String(), "kernelmatrix: 7.3.4+deb13-amd64: 10 PASS, 0 SKIP, 0 FAIL (netdevsim: built)\n")
+
+	// The notes at the end of the file stay when it is written again.
+	notes := "## Notes\n\n- written by hand\n"
+	require.NoError(t, os.WriteFile(out, []byte(md+"\n"+notes), 0o644))
+	require.Equal(t, 0, run([]string{"-o", out, "-date", "2026-12-03", dir}, &stdout, &stderr))
+	b, err = os.ReadFile(out)
+	require.NoError(t, err)
+	assert.True(t, strings.HasSuffix(string(b), "\n\n"+notes), string(b))
+	assert.Contains(t, string(b), "- Measured: 2026-12-03\n")
+	assert.Equal(t, 1, strings.Count(string(b), "## Notes"))
 
 	// A netdevsim that was built but not found fails the run.
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "6.18", "netdevsim.status"), []byte("built\n"), 0o644))

@@ -13,8 +13,9 @@
 //	vm.log, vm.rc    the batch VM's output and exit status (absent if not fetched)
 //	vm.secs          how long the VM took
 //
-// It writes the table as Markdown to FILE (default stdout), prints a line
-// per kernel on stderr and exits 1 if a kernel that could be fetched has a
+// It writes the table as Markdown to FILE (default stdout), keeping the
+// section "## Notes" that FILE ends with, if any (written by hand: what the
+// table showed), prints a line per kernel on stderr and exits 1 if a kernel that could be fetched has a
 // FAIL cell, 2 if RESULTS cannot be read.
 package main
 
@@ -56,19 +57,27 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "kernelmatrix: %v\n", err)
 		return 2
 	}
-	w := stdout
-	if *out != "" {
-		f, err := os.Create(*out)
-		if err != nil {
+	var b strings.Builder
+	if err := WriteMarkdown(&b, h, kernels); err != nil {
+		fmt.Fprintf(stderr, "kernelmatrix: %v\n", err)
+		return 2
+	}
+	if *out == "" {
+		if _, err := io.WriteString(stdout, b.String()); err != nil {
 			fmt.Fprintf(stderr, "kernelmatrix: %v\n", err)
 			return 2
 		}
-		defer f.Close()
-		w = f
-	}
-	if err := WriteMarkdown(w, h, kernels); err != nil {
-		fmt.Fprintf(stderr, "kernelmatrix: %v\n", err)
-		return 2
+	} else {
+		// Hand-written notes at the end of the file stay.
+		old, err := os.ReadFile(*out)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			fmt.Fprintf(stderr, "kernelmatrix: %v\n", err)
+			return 2
+		}
+		if err := os.WriteFile(*out, []byte(b.String()+Notes(string(old))), 0o644); err != nil {
+			fmt.Fprintf(stderr, "kernelmatrix: %v\n", err)
+			return 2
+		}
 	}
 	failed := false
 	for _, k := range kernels {
@@ -329,4 +338,17 @@ func readTrim(dir, name string) (string, error) {
 		return "", fmt.Errorf("%s: no %s", dir, name)
 	}
 	return strings.TrimSpace(string(b)), err
+}
+
+// notesHeading starts the hand-written end of the table's file.
+const notesHeading = "## Notes\n"
+
+// Notes returns the hand-written section that md ends with: from its
+// "## Notes" heading on, after a blank line; "" if it has none.
+func Notes(md string) string {
+	i := strings.Index(md, "\n"+notesHeading)
+	if i < 0 {
+		return ""
+	}
+	return "\n" + md[i+1:]
 }

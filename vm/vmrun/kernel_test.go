@@ -54,6 +54,9 @@ func TestFindKernel(t *testing.T) {
 	assert.Equal(t, filepath.Join(deb, "lib/modules/7.3.4+deb13-amd64"), k.modules)
 	assert.Equal(t, "7.3.4+deb13-amd64", k.release)
 	assert.Equal(t, 250, k.hz())
+	assert.Empty(t, k.bootArgs(), "no crypto manager in its config")
+	put(t, deb, map[string]string{"config": "CONFIG_HZ=250\nCONFIG_CRYPTO_MANAGER=y\n"})
+	assert.Equal(t, "cryptomgr.notests", k.bootArgs())
 
 	o.kernel, o.kernelSource = "rel/bzImage", envKernel
 	_, err = findKernel(o)

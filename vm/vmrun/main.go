@@ -188,7 +188,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	vc := &vmConfig{
 		qemu: qemu, kernel: kernel, initrd: initrd,
 		memMiB: o.memMiB, smp: o.smp, nics: o.nics, append: o.append, nonce: cfg.Nonce,
-		tscKHz: hostTSCkHz(), hz: k.hz(), bios: o.bios,
+		tscKHz: hostTSCkHz(), hz: k.hz(), kernelArgs: k.bootArgs(), bios: o.bios,
 		limit: limit, bootLimit: min(o.bootTimeout, limit),
 		stdout: stdout, signals: sigs,
 	}

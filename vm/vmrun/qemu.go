@@ -24,6 +24,7 @@ type vmConfig struct {
 	nics             int    // virtio-net NICs on QEMU hub 0
 	tscKHz           int64  // the host's TSC rate for tsc_early_khz=; 0: none
 	hz               int    // the kernel's CONFIG_HZ, for lpj=; 0: unknown
+	kernelArgs       string // command line words for this kernel (kernel.bootArgs)
 	bios             string // firmware for -bios; "": QEMU's default
 	append           string // extra kernel command line
 	nonce            string
@@ -81,6 +82,9 @@ func qemuArgs(c *vmConfig) []string {
 			// (calibrate_delay_direct, 0.1 s under TCG).
 			cmdline += fmt.Sprintf(" lpj=%d", c.tscKHz*1000/int64(c.hz))
 		}
+	}
+	if c.kernelArgs != "" {
+		cmdline += " " + c.kernelArgs
 	}
 	if c.append != "" {
 		cmdline += " " + c.append

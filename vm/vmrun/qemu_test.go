@@ -29,6 +29,8 @@ func TestQEMUArgsNICs(t *testing.T) {
 	noHZ.hz = 0
 	assert.NotContains(t, strings.Join(qemuArgs(&noHZ), " "), "lpj=", "no lpj= for a kernel of unknown HZ")
 	assert.Contains(t, args, " noapictimer ")
+	tuned.kernelArgs = "cryptomgr.notests"
+	assert.Contains(t, strings.Join(qemuArgs(&tuned), " "), " lpj=9781648 cryptomgr.notests loglevel=8", "the kernel's words before the caller's, who can undo them")
 
 	for _, host := range []string{"user", "tap", "bridge", "socket", "stream", "dgram", "vhost"} {
 		assert.NotContains(t, args, "-netdev "+host, "no host network")

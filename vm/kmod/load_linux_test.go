@@ -1,47 +1,16 @@
 package kmod
 
 import (
-	"bytes"
-	"compress/gzip"
 	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
 
-	"github.com/klauspost/compress/zstd"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"github.com/ulikunitz/xz"
 	"golang.org/x/sys/unix"
 )
-
-// compress returns data compressed as kind ("xz", "zstd", "gzip"; "" as
-// it is).
-func compress(t *testing.T, data []byte, kind string) []byte {
-	t.Helper()
-	var out bytes.Buffer
-	var w interface {
-		Write([]byte) (int, error)
-		Close() error
-	}
-	var err error
-	switch kind {
-	case "":
-		return data
-	case "xz":
-		w, err = xz.NewWriter(&out)
-	case "zstd":
-		w, err = zstd.NewWriter(&out)
-	case "gzip":
-		w = gzip.NewWriter(&out)
-	}
-	require.NoError(t, err)
-	_, err = w.Write(data)
-	require.NoError(t, err)
-	require.NoError(t, w.Close())
-	return out.Bytes()
-}
 
 // spareModule finds the module file the VM runner ships for this test
 // without loading it (vm/vmrun: spareModule).

@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"debug/elf"
 	"encoding/binary"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -47,35 +48,38 @@ func fakeModule(t *testing.T, entries ...string) []byte {
 	return b.Bytes()
 }
 
+// compress returns data compressed as kind ("xz", "zstd", "gzip"; "" as
+// it is).
+func compress(t *testing.T, data []byte, kind string) []byte {
+	t.Helper()
+	var out bytes.Buffer
+	var w io.WriteCloser
+	var err error
+	switch kind {
+	case "":
+		return data
+	case "xz":
+		w, err = xz.NewWriter(&out)
+	case "zstd":
+		w, err = zstd.NewWriter(&out)
+	case "gzip":
+		w = gzip.NewWriter(&out)
+	default:
+		t.Fatalf("no compression %q", kind)
+	}
+	require.NoError(t, err)
+	_, err = w.Write(data)
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+	return out.Bytes()
+}
+
 // writeModule writes a fake module to root/rel, compressed by rel's suffix.
 func writeModule(t *testing.T, root, rel string, entries ...string) {
 	t.Helper()
-	data := fakeModule(t, entries...)
-	var out bytes.Buffer
-	switch Compression(rel) {
-	case "xz":
-		w, err := xz.NewWriter(&out)
-		require.NoError(t, err)
-		_, err = w.Write(data)
-		require.NoError(t, err)
-		require.NoError(t, w.Close())
-	case "zstd":
-		w, err := zstd.NewWriter(&out)
-		require.NoError(t, err)
-		_, err = w.Write(data)
-		require.NoError(t, err)
-		require.NoError(t, w.Close())
-	case "gzip":
-		w := gzip.NewWriter(&out)
-		_, err := w.Write(data)
-		require.NoError(t, err)
-		require.NoError(t, w.Close())
-	default:
-		out.Write(data)
-	}
 	p := filepath.Join(root, rel)
 	require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
-	require.NoError(t, os.WriteFile(p, out.Bytes(), 0o644))
+	require.NoError(t, os.WriteFile(p, compress(t, fakeModule(t, entries...), Compression(rel)), 0o644))
 }
 
 func writeFile(t *testing.T, root, rel, text string) {

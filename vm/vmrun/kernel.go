@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"path"
@@ -226,14 +227,7 @@ const spareModule = "dummy"
 
 // guestModuleDir is where the module files go in the VM.
 func (k *kernel) guestModuleDir() string {
-	return path.Join("/lib/modules", cmpOr(k.release, "vmrun"))
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
+	return path.Join("/lib/modules", cmp.Or(k.release, "vmrun"))
 }
 
 // moduleFile is a module file to put into the initramfs.

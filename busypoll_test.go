@@ -31,13 +31,13 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/netdev-go/busypolltest/busypoll"
-	"github.com/netdev-go/busypolltest/busypoll/irqs"
 	"github.com/netdev-go/busypolltest/busypoll/link"
-	"github.com/netdev-go/busypolltest/busypoll/napitrace"
-	"github.com/netdev-go/busypolltest/busypoll/netns"
-	"github.com/netdev-go/busypolltest/busypoll/port"
+	"github.com/netdev-go/busypolltest/busypoll/namespace"
+	"github.com/netdev-go/busypolltest/busypoll/niclend"
 	"github.com/netdev-go/busypolltest/busypoll/verdict"
 	"github.com/netdev-go/busypolltest/napi"
+	"github.com/netdev-go/busypolltest/napi/irqs"
+	"github.com/netdev-go/busypolltest/napi/napitrace"
 	"github.com/netdev-go/busypolltest/netdevsim"
 )
 
@@ -205,7 +205,7 @@ func (r rawFlags) validate() (config, error) {
 	}
 	if r.nic != "" {
 		var err error
-		if c.serverPort, c.clientPort, err = port.Names(r.nic); err != nil {
+		if c.serverPort, c.clientPort, err = niclend.Names(r.nic); err != nil {
 			errs = append(errs, fmt.Errorf("-busypoll.nic=%v", err))
 		}
 	} else if r.backend == backendNIC {
@@ -253,7 +253,7 @@ type pair struct {
 	manyNAPIs bool
 	// loan is the nic backend's server port, which records the NAPI
 	// settings to restore, also in an emergency.
-	loan *port.Loan
+	loan *niclend.Loan
 	// busDevice names the device behind the server interface (nic), for
 	// finding its interrupt lines.
 	busDevice string
@@ -278,7 +278,7 @@ func (p pair) flap(t *testing.T) {
 type backend struct {
 	// setup builds a pair in two fresh namespaces. It skips (or, with
 	// strict, fails) when the backend is unavailable.
-	setup func(t *testing.T, cfg config, server, client *netns.NetNS) pair
+	setup func(t *testing.T, cfg config, server, client *namespace.NetNS) pair
 	// showsSuspension: the device masks its rx notification while its NAPI
 	// is deferred or suspended, so IRQ suspension changes what busy polling
 	// finds, and check 4 compares suspension against a control.
@@ -311,7 +311,7 @@ var backends = map[string]backend{
 		"polling happened at all is checked"},
 }
 
-func setupVeth(t *testing.T, cfg config, server, client *netns.NetNS) pair {
+func setupVeth(t *testing.T, cfg config, server, client *namespace.NetNS) pair {
 	t.Helper()
 	p, err := link.NewVethPair(server, client,
 		netip.MustParsePrefix(serverPrefix), netip.MustParsePrefix(clientPrefix))
@@ -322,7 +322,7 @@ func setupVeth(t *testing.T, cfg config, server, client *netns.NetNS) pair {
 	return pair{server: p.Server, client: p.Client}
 }
 
-func setupNetdevsim(t *testing.T, cfg config, server, client *netns.NetNS) pair {
+func setupNetdevsim(t *testing.T, cfg config, server, client *namespace.NetNS) pair {
 	t.Helper()
 	if err := netdevsim.Available(); err != nil {
 		unavailable(t, cfg, "%v", err)
@@ -344,7 +344,7 @@ func setupNetdevsim(t *testing.T, cfg config, server, client *netns.NetNS) pair 
 	ctx, cancel := context.WithTimeout(context.Background(), deviceDeadline)
 	defer cancel()
 	var devs [2]*netdevsim.Device
-	for i, ns := range []*netns.NetNS{server, client} {
+	for i, ns := range []*namespace.NetNS{server, client} {
 		dev, err := bus.NewDevice(ctx, ns, 1, 1)
 		require.NoError(t, err, "create netdevsim device in %s", ns)
 		t.Cleanup(func() { assert.NoError(t, dev.Delete(), "delete netdevsim%d", dev.ID) })
@@ -360,7 +360,7 @@ func setupNetdevsim(t *testing.T, cfg config, server, client *netns.NetNS) pair 
 	if os.Getenv(keepNamesEnv) == "" {
 		names := [2]string{}
 		names[0], names[1] = link.UniqueNames(link.NetdevsimServerPrefix, link.NetdevsimClientPrefix)
-		for i, ns := range []*netns.NetNS{server, client} {
+		for i, ns := range []*namespace.NetNS{server, client} {
 			require.NoError(t, link.Rename(ns, devs[i].Ports[0].IfIndex, names[i]), "netdevsim%d", devs[i].ID)
 		}
 	} else {
@@ -382,17 +382,17 @@ func setupNetdevsim(t *testing.T, cfg config, server, client *netns.NetNS) pair 
 // setupNIC lends the two named ports to the namespaces (refusing ports in
 // use, changing nothing then) and gives them back as they were at cleanup,
 // and also on SIGINT, SIGTERM and before -test.timeout expires.
-func setupNIC(t *testing.T, cfg config, server, client *netns.NetNS) pair {
+func setupNIC(t *testing.T, cfg config, server, client *namespace.NetNS) pair {
 	t.Helper()
 	var p pair
 	p.manyNAPIs = true
 	for _, end := range []struct {
 		name   string
-		ns     *netns.NetNS
+		ns     *namespace.NetNS
 		prefix string
 		link   *link.Link
 	}{{cfg.serverPort, server, serverPrefix, &p.server}, {cfg.clientPort, client, clientPrefix, &p.client}} {
-		loan, err := port.Prepare(end.name, end.ns)
+		loan, err := niclend.Prepare(end.name, end.ns)
 		require.NoError(t, err, "lend port %s to %s", end.name, end.ns)
 		// Registered before the move, so that no moment of the loan is
 		// unprotected; after an emergency, no new loan moves.
@@ -647,9 +647,9 @@ func seedFor(t *testing.T) uint64 {
 	return v
 }
 
-func newNetNS(t *testing.T, label string) *netns.NetNS {
+func newNetNS(t *testing.T, label string) *namespace.NetNS {
 	t.Helper()
-	ns, err := netns.New(label)
+	ns, err := namespace.New(label)
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, ns.Close()) })
 	return ns
@@ -1332,7 +1332,7 @@ func checkTransfer(t *testing.T, cfg config, label string, sc scenario, ids []ui
 	assert.NoError(t, verdict.NAPI(res.stats.NAPIID, ids...), "%s: check 3, the NAPI", label)
 }
 
-func readCounters(t *testing.T, ns *netns.NetNS) busypoll.Counters {
+func readCounters(t *testing.T, ns *namespace.NetNS) busypoll.Counters {
 	t.Helper()
 	var c busypoll.Counters
 	require.NoError(t, ns.Do(func() error {

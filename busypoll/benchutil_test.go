@@ -20,7 +20,7 @@ import (
 
 	"github.com/netdev-go/busypolltest/busypoll"
 	"github.com/netdev-go/busypolltest/busypoll/link"
-	"github.com/netdev-go/busypolltest/busypoll/netns"
+	"github.com/netdev-go/busypolltest/busypoll/namespace"
 	"github.com/netdev-go/busypolltest/napi"
 )
 
@@ -110,9 +110,9 @@ func skipBench(b *testing.B, format string, args ...any) {
 	b.Skipf(format, args...)
 }
 
-func newBenchNetNS(b *testing.B, label string) *netns.NetNS {
+func newBenchNetNS(b *testing.B, label string) *namespace.NetNS {
 	b.Helper()
-	ns, err := netns.New(label)
+	ns, err := namespace.New(label)
 	if err != nil {
 		b.Fatalf("%v", err)
 	}

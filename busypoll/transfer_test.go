@@ -13,22 +13,22 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
-	"github.com/netdev-go/busypolltest/busypoll/internal/testenv"
 	"github.com/netdev-go/busypolltest/busypoll/link"
-	"github.com/netdev-go/busypolltest/busypoll/netns"
+	"github.com/netdev-go/busypolltest/busypoll/namespace"
+	"github.com/netdev-go/busypolltest/busypoll/testenv"
 )
 
 // newTestNetNS creates a namespace that is released when the test ends.
-func newTestNetNS(t *testing.T, label string) *netns.NetNS {
+func newTestNetNS(t *testing.T, label string) *namespace.NetNS {
 	t.Helper()
-	ns, err := netns.New(label)
+	ns, err := namespace.New(label)
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, ns.Close()) })
 	return ns
 }
 
 // countersIn reads the counters of ns from a thread inside it.
-func countersIn(t *testing.T, ns *netns.NetNS) Counters {
+func countersIn(t *testing.T, ns *namespace.NetNS) Counters {
 	t.Helper()
 	var c Counters
 	require.NoError(t, ns.Do(func() (err error) {

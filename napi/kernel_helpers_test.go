@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/netdev-go/busypolltest/busypoll/link"
-	"github.com/netdev-go/busypolltest/busypoll/netns"
+	"github.com/netdev-go/busypolltest/busypoll/namespace"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 )
@@ -29,7 +29,7 @@ func requireRoot(t *testing.T) {
 
 // testVeth is a veth pair between two namespaces that the test created.
 type testVeth struct {
-	server, client *netns.NetNS
+	server, client *namespace.NetNS
 	pair           link.VethPair
 }
 
@@ -38,10 +38,10 @@ type testVeth struct {
 // at the end of the test.
 func newTestVeth(t *testing.T) testVeth {
 	t.Helper()
-	server, err := netns.New("napi-sv")
+	server, err := namespace.New("napi-sv")
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = server.Close() })
-	client, err := netns.New("napi-cl")
+	client, err := namespace.New("napi-cl")
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = client.Close() })
 
@@ -79,7 +79,7 @@ func newKernelNAPI(t *testing.T) (testVeth, *Client, Features, NAPI) {
 }
 
 // dialIn dials a Client in ns and closes it at the end of the test.
-func dialIn(t *testing.T, ns *netns.NetNS) *Client {
+func dialIn(t *testing.T, ns *namespace.NetNS) *Client {
 	t.Helper()
 	c, err := Dial(ns.FD())
 	require.NoError(t, err, "dial netdev in %s", ns)

@@ -51,7 +51,7 @@ const (
 )
 
 // Namespace is a network namespace held by a file descriptor of this process.
-// busypoll/netns.NetNS satisfies it. A nil Namespace means the namespace of
+// busypoll/namespace.NetNS satisfies it. A nil Namespace means the namespace of
 // the calling goroutine's thread.
 type Namespace interface {
 	// FD returns the namespace's file descriptor (a nsfs fd, as from

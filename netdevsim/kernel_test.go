@@ -17,7 +17,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/netdev-go/busypolltest/busypoll/netns"
+	"github.com/netdev-go/busypolltest/busypoll/namespace"
 	"github.com/netdev-go/busypolltest/netdevsim"
 )
 
@@ -52,16 +52,16 @@ func reap(t *testing.T, bus *netdevsim.Bus) {
 }
 
 // newNS creates a namespace closed at cleanup.
-func newNS(t *testing.T, label string) *netns.NetNS {
+func newNS(t *testing.T, label string) *namespace.NetNS {
 	t.Helper()
-	ns, err := netns.New(label)
+	ns, err := namespace.New(label)
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, ns.Close()) })
 	return ns
 }
 
 // linkByIndex looks a link up through the rtnetlink handle of ns.
-func linkByIndex(ns *netns.NetNS, ifindex int) (l netlink.Link, err error) {
+func linkByIndex(ns *namespace.NetNS, ifindex int) (l netlink.Link, err error) {
 	err = ns.Netlink(func(h *netlink.Handle) error {
 		l, err = h.LinkByIndex(ifindex)
 		return err
@@ -97,7 +97,7 @@ func onBus(t *testing.T, bus *netdevsim.Bus, id int) bool {
 }
 
 // waitLowerUp polls until the link's IFF_LOWER_UP equals want, or fails.
-func waitLowerUp(t *testing.T, ns *netns.NetNS, ifindex int, want bool) {
+func waitLowerUp(t *testing.T, ns *namespace.NetNS, ifindex int, want bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -132,7 +132,7 @@ func TestNetdevsimKernelLifecycle(t *testing.T) {
 	// the queue counts asked for, and nowhere else.
 	for _, c := range []struct {
 		d      *netdevsim.Device
-		ns     *netns.NetNS
+		ns     *namespace.NetNS
 		queues int
 	}{{a, nsA, 1}, {b, nsB, 3}} {
 		for _, p := range c.d.Ports {

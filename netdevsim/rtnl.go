@@ -28,7 +28,7 @@ type netdev struct {
 const ifinfomsgLen = 16
 
 // netlinker is a Namespace with an rtnetlink handle of its own, as
-// busypoll/netns.NetNS has.
+// busypoll/namespace.NetNS has.
 type netlinker interface {
 	Netlink(f func(h *netlink.Handle) error) error
 }

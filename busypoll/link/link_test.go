@@ -5,8 +5,8 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/netdev-go/busypolltest/busypoll/internal/testenv"
-	"github.com/netdev-go/busypolltest/busypoll/netns"
+	"github.com/netdev-go/busypolltest/busypoll/namespace"
+	"github.com/netdev-go/busypolltest/busypoll/testenv"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
@@ -21,9 +21,9 @@ func skipIfNoVeth(t *testing.T, err error) {
 }
 
 // newTestNetNS creates a namespace that is released when the test ends.
-func newTestNetNS(t *testing.T, label string) *netns.NetNS {
+func newTestNetNS(t *testing.T, label string) *namespace.NetNS {
 	t.Helper()
-	ns, err := netns.New(label)
+	ns, err := namespace.New(label)
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, ns.Close()) })
 	return ns

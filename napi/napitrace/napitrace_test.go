@@ -16,9 +16,9 @@ import (
 
 	"github.com/netdev-go/busypolltest/busypoll"
 	"github.com/netdev-go/busypolltest/busypoll/link"
-	"github.com/netdev-go/busypolltest/busypoll/napitrace"
-	"github.com/netdev-go/busypolltest/busypoll/netns"
+	"github.com/netdev-go/busypolltest/busypoll/namespace"
 	"github.com/netdev-go/busypolltest/napi"
+	"github.com/netdev-go/busypolltest/napi/napitrace"
 )
 
 const sample = `# tracer: nop
@@ -73,10 +73,10 @@ func TestKernelThreadedNAPI(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: creates network namespaces, napi-set, tracefs")
 	}
-	server, err := netns.New("trace-sv")
+	server, err := namespace.New("trace-sv")
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = server.Close() })
-	client, err := netns.New("trace-cl")
+	client, err := namespace.New("trace-cl")
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = client.Close() })
 	pair, err := link.NewVethPair(server, client, netip.MustParsePrefix("10.78.0.1/24"), netip.MustParsePrefix("10.78.0.2/24"))
@@ -124,7 +124,7 @@ func TestKernelThreadedNAPI(t *testing.T) {
 	assert.GreaterOrEqual(t, work[int(n.PID)], (rx1-rx0)*9/10, "the thread polled the packets the device received")
 }
 
-func sendSome(t *testing.T, server, client *netns.NetNS, pair link.VethPair) {
+func sendSome(t *testing.T, server, client *namespace.NetNS, pair link.VethPair) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -28,12 +28,13 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/sys/unix"
 
 	"github.com/netdev-go/busypolltest/busypoll"
+	"github.com/netdev-go/busypolltest/busypoll/kernelfeature"
 	"github.com/netdev-go/busypolltest/busypoll/link"
 	"github.com/netdev-go/busypolltest/busypoll/namespace"
 	"github.com/netdev-go/busypolltest/busypoll/niclend"
+	"github.com/netdev-go/busypolltest/busypoll/testenv"
 	"github.com/netdev-go/busypolltest/busypoll/verdict"
 	"github.com/netdev-go/busypolltest/napi"
 	"github.com/netdev-go/busypolltest/napi/irqs"
@@ -487,7 +488,7 @@ func TestBusyPoll(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (CAP_SYS_ADMIN for namespaces, CAP_NET_ADMIN for napi-set): run with sudo")
 	}
-	release := kernelRelease(t)
+	release := testenv.KernelRelease(t)
 	env := hostEnv{}
 	env.sysctls, err = busypoll.ReadSysctls()
 	require.NoError(t, err, "read the host's busy-poll sysctls")
@@ -495,8 +496,8 @@ func TestBusyPoll(t *testing.T) {
 	// What the kernel lacks is found once and reported by every subtest
 	// that needs it, so that an old kernel shows each scenario skipped. A
 	// probe that fails for another reason fails the test.
-	epollGate := epollFeature(busypoll.Supported())
-	feats, familyGate := kernelFeatures(t)
+	epollErr := busypoll.Supported()
+	feats, familyErr := kernelFeatures(t)
 	seed := seedFor(t)
 	// A parent whose subtests all skipped skips too: go test would
 	// otherwise report it as passed.
@@ -511,13 +512,9 @@ func TestBusyPoll(t *testing.T) {
 							ran++
 						}
 					}()
-					gates := []gate{epollGate, familyGate}
-					for _, f := range append(baseNeeds, sc.needs...) {
-						gates = append(gates, napiFeature(feats, f))
-					}
-					for _, g := range gates {
-						g.apply(t, release)
-					}
+					testenv.SkipIfNotSupported(t, epollErr)
+					testenv.SkipIfNotSupported(t, familyErr)
+					testenv.SkipIfNotSupported(t, feats.Missing(append(baseNeeds, sc.needs...)...))
 					runScenario(t, cfg, be, sc, env, seed)
 				})
 			}
@@ -532,80 +529,22 @@ func TestBusyPoll(t *testing.T) {
 	}
 }
 
-// kernelRelease returns the running kernel's release, e.g. "6.18.44-fc".
-func kernelRelease(t *testing.T) string {
-	t.Helper()
-	var u unix.Utsname
-	require.NoError(t, unix.Uname(&u))
-	return unix.ByteSliceToString(u.Release[:])
-}
-
-// gate is what a feature probe found: nothing missing, a missing feature
-// (skipped on kernels older than since, a failure on newer ones unless
-// compiled out), or a probe that failed.
-type gate struct {
-	what, since string // the missing feature and the Linux version that brought it
-	configOff   string // the kernel option that compiled it out, if that is why
-	err         error  // the probe's error
-}
-
-// apply skips or fails t as the gate says.
-func (g gate) apply(t *testing.T, release string) {
-	t.Helper()
-	if g.err == nil {
-		return
-	}
-	if g.what == "" {
-		t.Fatalf("feature probe failed: %v", g.err)
-	}
-	if g.configOff != "" {
-		t.Skipf("kernel %s lacks %s: built without %s (%v)", release, g.what, g.configOff, g.err)
-	}
-	if g.since != "" && verdict.KernelAtLeast(release, g.since) {
-		t.Fatalf("kernel %s lacks %s, which came in Linux %s: a regression or a broken build, not an old kernel (%v)",
-			release, g.what, g.since, g.err)
-	}
-	t.Skipf("kernel %s lacks %s: needs Linux %s (%v)", release, g.what, g.since, g.err)
-}
-
-// epollFeature reads busypoll.Supported's answer.
-func epollFeature(err error) gate {
-	switch {
-	case err == nil:
-		return gate{}
-	case errors.Is(err, unix.EOPNOTSUPP):
-		return gate{what: "epoll busy polling", configOff: "CONFIG_NET_RX_BUSY_POLL", err: err}
-	case errors.Is(err, errors.ErrUnsupported):
-		return gate{what: "the EPIOCSPARAMS ioctl", since: "6.9", err: err}
-	default:
-		return gate{err: err}
-	}
-}
-
-// napiFeature tells whether the kernel's napi-set has f.
-func napiFeature(feats napi.Features, f napi.Feature) gate {
-	err := feats.Missing(f)
-	if err == nil {
-		return gate{}
-	}
-	return gate{what: f.String(), since: f.Since(), err: err}
-}
-
 // kernelFeatures asks the kernel which napi-set attributes it has. A kernel
-// without the netdev family gives a gate to skip or fail with; any other
-// error fails the test.
-func kernelFeatures(t *testing.T) (napi.Features, gate) {
+// without the netdev family gives a kernelfeature error to skip or fail
+// with; any other error fails the test.
+func kernelFeatures(t *testing.T) (napi.Features, error) {
 	t.Helper()
 	c, err := napi.DialCurrent()
 	if errors.Is(err, os.ErrNotExist) {
-		return napi.Features{}, gate{what: "the netdev generic netlink family", since: napi.FamilySince, err: err}
+		return napi.Features{}, &kernelfeature.UnsupportedFeatureError{
+			Name: "the netdev generic netlink family", MinimumVersion: napi.FamilySince, Err: err}
 	}
 	require.NoError(t, err, "open the netdev generic netlink family")
 	defer c.Close()
 	feats, err := c.Features()
 	require.NoError(t, err, "read the kernel's napi-set policy")
 	t.Logf("kernel napi-set: %v", feats)
-	return feats, gate{}
+	return feats, nil
 }
 
 // recorder appends transfers to -busypoll.record's file.

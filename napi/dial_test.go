@@ -7,6 +7,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/netdev-go/busypolltest/busypoll/testenv"
 )
 
 // TestDialRefusesNoNamespace: a closed namespace's fd (-1) or 0 must never
@@ -21,9 +23,7 @@ func TestDialRefusesNoNamespace(t *testing.T) {
 }
 
 func TestDialCurrent(t *testing.T) {
-	if testing.Short() {
-		t.Skip("skipped with -short: talks to the running kernel")
-	}
+	testenv.SkipShort(t, "talks to the running kernel")
 	c, err := DialCurrent()
 	if errors.Is(err, os.ErrNotExist) {
 		t.Skip(err)

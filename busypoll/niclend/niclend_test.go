@@ -12,8 +12,9 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/vishvananda/netlink"
 
-	"github.com/netdev-go/busypolltest/busypoll/namespace"
 	"github.com/netdev-go/busypolltest/busypoll/niclend"
+	"github.com/netdev-go/busypolltest/busypoll/testenv"
+	"github.com/netdev-go/busypolltest/busypoll/testnet"
 )
 
 func TestNames(t *testing.T) {
@@ -41,15 +42,8 @@ func TestNames(t *testing.T) {
 // returns the names. It runs f inside that namespace on a locked thread.
 func withStandIn(t *testing.T, f func(a, b string)) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("skipped with -short: creates network namespaces and a veth pair")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces and moves devices")
-	}
-	home, err := namespace.New("port-home")
-	require.NoError(t, err)
-	defer home.Close()
+	testenv.NeedRoot(t, "creates network namespaces and a veth pair and moves devices")
+	home := testnet.NetNS(t, "port-home")
 	a := fmt.Sprintf("pt%06x", rand.Uint32()&0xffffff)
 	b := a + "b"
 	require.NoError(t, home.Do(func() error {
@@ -74,9 +68,7 @@ func TestKernelLendAndReturn(t *testing.T) {
 		require.NoError(t, err, "an up port with only the kernel's link-local address is idle")
 		assert.True(t, before.Up)
 
-		ns, err := namespace.New("port-lent")
-		require.NoError(t, err)
-		defer ns.Close()
+		ns := testnet.NetNS(t, "port-lent")
 		loan, err := niclend.Lend(b, ns)
 		require.NoError(t, err)
 		_, err = netlink.LinkByName(b)
@@ -106,9 +98,7 @@ func TestKernelRefusesPortInUse(t *testing.T) {
 		link, err := netlink.LinkByName(a)
 		require.NoError(t, err)
 		require.NoError(t, netlink.AddrAdd(link, &netlink.Addr{IPNet: &net.IPNet{IP: net.IPv4(192, 0, 2, 1), Mask: net.CIDRMask(24, 32)}}))
-		ns, err := namespace.New("port-refused")
-		require.NoError(t, err)
-		defer ns.Close()
+		ns := testnet.NetNS(t, "port-refused")
 		_, err = niclend.Lend(a, ns)
 		require.ErrorIs(t, err, niclend.ErrInUse)
 		assert.Contains(t, err.Error(), "it carries the address 192.0.2.1/24")

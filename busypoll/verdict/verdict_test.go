@@ -369,24 +369,6 @@ func TestThreadBusyPolls(t *testing.T) {
 	assert.Contains(t, err.Error(), "used no CPU during the transfer")
 }
 
-func TestKernelAtLeast(t *testing.T) {
-	tests := []struct {
-		release, since string
-		want           bool
-	}{
-		{"6.18.44-fc-v1045", "6.13", true},
-		{"7.3.4", "6.19", true},
-		{"6.1.0-28-amd64", "6.9", false},
-		{"6.13", "6.13", true},
-		{"6.12.9", "6.13", false},
-		{"5.19.0", "6.9", false},
-		{"garbage", "6.9", false},
-	}
-	for _, tt := range tests {
-		assert.Equal(t, tt.want, verdict.KernelAtLeast(tt.release, tt.since), "%s at least %s", tt.release, tt.since)
-	}
-}
-
 func TestThreadPolled(t *testing.T) {
 	assert.NoError(t, verdict.ThreadPolled(412, map[int]uint64{412: 730}, 730, 0))
 	tests := []struct {

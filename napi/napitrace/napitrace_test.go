@@ -17,6 +17,8 @@ import (
 	"github.com/netdev-go/busypolltest/busypoll"
 	"github.com/netdev-go/busypolltest/busypoll/link"
 	"github.com/netdev-go/busypolltest/busypoll/namespace"
+	"github.com/netdev-go/busypolltest/busypoll/testenv"
+	"github.com/netdev-go/busypolltest/busypoll/testnet"
 	"github.com/netdev-go/busypolltest/napi"
 	"github.com/netdev-go/busypolltest/napi/napitrace"
 )
@@ -67,32 +69,16 @@ func TestParseGarbage(t *testing.T) {
 // napi-set threaded enabled): its kernel thread must have polled the
 // packets, and nothing else.
 func TestKernelThreadedNAPI(t *testing.T) {
-	if testing.Short() {
-		t.Skip("skipped with -short: creates network namespaces and traces the kernel")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces, napi-set, tracefs")
-	}
-	server, err := namespace.New("trace-sv")
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = server.Close() })
-	client, err := namespace.New("trace-cl")
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = client.Close() })
-	pair, err := link.NewVethPair(server, client, netip.MustParsePrefix("10.78.0.1/24"), netip.MustParsePrefix("10.78.0.2/24"))
-	if errors.Is(err, link.ErrNoVeth) {
-		t.Skip(err)
-	}
-	require.NoError(t, err)
+	testenv.NeedRoot(t, "creates network namespaces, napi-set, tracefs")
+	v := testnet.NewVeth(t, "trace", netip.MustParsePrefix("10.78.0.1/24"), netip.MustParsePrefix("10.78.0.2/24"))
+	server, client, pair := v.Server, v.Client, v.Pair
 
 	c, err := napi.Dial(server.FD())
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = c.Close() })
 	fs, err := c.Features()
 	require.NoError(t, err)
-	if err := fs.Missing(napi.FeatureThreaded); err != nil {
-		t.Skip(err)
-	}
+	testenv.SkipIfNotSupported(t, fs.Missing(napi.FeatureThreaded))
 	ns, err := c.NAPIs(uint32(pair.Server.Index))
 	require.NoError(t, err)
 	require.Len(t, ns, 1)
@@ -169,12 +155,7 @@ func tracefsMounts(t *testing.T) []string {
 // path), no instance of this process is left, and Close after Stop is
 // harmless.
 func TestKernelSessionLeavesNothing(t *testing.T) {
-	if testing.Short() {
-		t.Skip("skipped with -short: traces the kernel")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: tracefs")
-	}
+	testenv.NeedRoot(t, "traces the kernel (tracefs)")
 	before := tracefsMounts(t)
 	for _, stop := range []bool{true, false} {
 		s, err := napitrace.StartBusyPolls("bpt-none", 16)

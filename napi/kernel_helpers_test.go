@@ -1,6 +1,7 @@
 package napi
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -83,4 +84,16 @@ func napiThreadPIDs(t *testing.T, dev string, id uint32) []uint32 {
 		pids = append(pids, uint32(pid))
 	}
 	return pids
+}
+
+// dialCurrent dials the calling thread's namespace, and skips t where the
+// kernel has no netdev family. The caller closes the Client.
+func dialCurrent(t *testing.T) *Client {
+	t.Helper()
+	c, err := DialCurrent()
+	if errors.Is(err, os.ErrNotExist) {
+		t.Skip(err)
+	}
+	require.NoError(t, err)
+	return c
 }

@@ -5,13 +5,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/netdev-go/busypolltest/busypoll/testenv"
 )
 
 // reopen undoes DeleteAll's refusal when the test ends.
@@ -165,11 +166,11 @@ func TestOnSignal(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var out lockedWriter
+			var out testenv.SyncBuffer
 			release := make(chan struct{})
 			defer close(release)
 			deleteAll := func(string) ([]int, error) {
-				out.WriteString("CLEANUP STARTS\n")
+				_, _ = out.Write([]byte("CLEANUP STARTS\n"))
 				if tt.hang {
 					<-release
 				}
@@ -197,24 +198,4 @@ func TestOnSignal(t *testing.T) {
 			}
 		})
 	}
-}
-
-// lockedWriter is a strings.Builder for two goroutines.
-type lockedWriter struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedWriter) WriteString(s string) { _, _ = l.Write([]byte(s)) }
-
-func (l *lockedWriter) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

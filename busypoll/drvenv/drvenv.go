@@ -105,6 +105,7 @@ func (p *Env) Flap(t *testing.T) {
 	require.NoError(t, p.Client.WaitCarrier(deviceDeadline))
 }
 
+// setupVeth makes a veth pair.
 func setupVeth(t *testing.T, o Options, server, client *namespace.NetNS) *Env {
 	t.Helper()
 	p, err := link.NewVethPair(server, client,
@@ -116,6 +117,8 @@ func setupVeth(t *testing.T, o Options, server, client *namespace.NetNS) *Env {
 	return &Env{Server: p.Server, Client: p.Client}
 }
 
+// setupNetdevsim makes two linked netdevsim devices of one port each, after
+// reaping what killed runs left, with names unique to the run.
 func setupNetdevsim(t *testing.T, o Options, server, client *namespace.NetNS) *Env {
 	t.Helper()
 	if err := netdevsim.Available(); err != nil {
@@ -131,8 +134,8 @@ func setupNetdevsim(t *testing.T, o Options, server, client *namespace.NetNS) *E
 	// ownership record before it is created, and in the emergency cleanup
 	// of TestMain until it is deleted.
 	orphans, err := bus.ReapOrphans()
-	for _, o := range orphans {
-		t.Log(o)
+	for _, orphan := range orphans {
+		t.Log(orphan)
 	}
 	require.NoError(t, err, "reap the netdevsim devices of killed runs")
 	ctx, cancel := context.WithTimeout(context.Background(), deviceDeadline)

@@ -16,7 +16,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -27,6 +26,7 @@ import (
 	"github.com/netdev-go/busypolltest/busypoll/drvenv"
 	"github.com/netdev-go/busypolltest/busypoll/link"
 	"github.com/netdev-go/busypolltest/busypoll/scenario"
+	"github.com/netdev-go/busypolltest/busypoll/testenv"
 	"github.com/netdev-go/busypolltest/napi/napitrace"
 	"github.com/netdev-go/busypolltest/netdevsim"
 )
@@ -170,29 +170,10 @@ func requireNetdevsimParent(t *testing.T) {
 	}
 }
 
-// lockedBuffer is an io.Writer that os/exec's copying goroutine may write
-// while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // child is a run of this test binary in a child process.
 type child struct {
 	cmd            *exec.Cmd
-	stdout, stderr lockedBuffer
+	stdout, stderr testenv.SyncBuffer
 	ids            chan []int    // the ids of its HOLDING line
 	outDone        chan struct{} // its stdout reached EOF
 	waited         bool

@@ -139,7 +139,6 @@ func Transfer(t *testing.T, s Setup) Result {
 	return res
 }
 
-// checkTransfer logs one transfer and applies checks 1 to 3 to it.
 // countIRQs reads the interrupt count of each line, by NAPI id.
 func countIRQs(t *testing.T, lines map[uint32]irqs.Line) map[uint32]uint64 {
 	t.Helper()

@@ -18,7 +18,6 @@ import (
 	"github.com/netdev-go/busypolltest/busypoll/measure"
 	"github.com/netdev-go/busypolltest/busypoll/verdict"
 	"github.com/netdev-go/busypolltest/napi"
-	"github.com/netdev-go/busypolltest/napi/irqs"
 	"github.com/netdev-go/busypolltest/napi/napitrace"
 )
 
@@ -619,17 +618,6 @@ func threadOf(t *testing.T, nc *napi.Client, id uint32, sc Scenario) int {
 }
 
 // checkTransfer logs one transfer and applies checks 1 to 3 to it.
-// countIRQs reads the interrupt count of each line, by NAPI id.
-func countIRQs(t *testing.T, lines map[uint32]irqs.Line) map[uint32]uint64 {
-	t.Helper()
-	counts := make(map[uint32]uint64, len(lines))
-	for id, l := range lines {
-		n, err := l.Count()
-		require.NoError(t, err)
-		counts[id] = n
-	}
-	return counts
-}
 func checkTransfer(t *testing.T, cfg Config, label string, sc Scenario, ids []uint32, params busypoll.Params, res measure.Result) {
 	t.Helper()
 	c := res.Counters

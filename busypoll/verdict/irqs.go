@@ -35,12 +35,10 @@ type irqTotal struct {
 	perTransferPPM []uint64 // interrupts per million packets, per transfer
 }
 
+// irqSum adds up the interrupts and rx packets of arm a in ts.
 func irqSum(ts []Transfer, a Arm) irqTotal {
 	var s irqTotal
-	for _, t := range ts {
-		if t.Arm != a {
-			continue
-		}
+	for _, t := range ofArm(ts, a) {
 		s.transfers++
 		s.irqs += t.IRQs
 		s.packets += t.RxPackets

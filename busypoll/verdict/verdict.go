@@ -88,15 +88,23 @@ type Total struct {
 // Sum adds up the transfers of arm a in ts.
 func Sum(ts []Transfer, a Arm) Total {
 	var s Total
-	for _, t := range ts {
-		if t.Arm != a {
-			continue
-		}
+	for _, t := range ofArm(ts, a) {
 		s.Transfers++
 		s.RxPackets += t.RxPackets
 		s.BusyPolled += t.BusyPolled
 	}
 	return s
+}
+
+// ofArm returns the transfers of arm a in ts, in order.
+func ofArm(ts []Transfer, a Arm) []Transfer {
+	var of []Transfer
+	for _, t := range ts {
+		if t.Arm == a {
+			of = append(of, t)
+		}
+	}
+	return of
 }
 
 // Share is the busy-polled share of the arm's rx packets.

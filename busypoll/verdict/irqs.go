@@ -10,7 +10,7 @@ import (
 // interrupt rate that deferral must lower.
 const ArmBaseline Arm = "baseline"
 
-// The interrupt rules (README, "The nic backend"), over the transfers of one
+// The interrupt rules (package documentation, "Interrupts"), over the transfers of one
 // comparison, on the receiving NAPI's interrupt line:
 //
 //   - deferral works: the control arm (defer-hard-irqs and

@@ -1,14 +1,3 @@
-// Package verdict holds the rules by which TestBusyPoll decides, from
-// measurements alone, whether a run proved what it claims: that the stream
-// arrived intact through the configured NAPI, that busy polling came from the
-// epoll parameters and nothing else, and that IRQ suspension made a measured
-// difference against a control.
-//
-// The rules take plain measurements (Transfer records, counters, CPU times),
-// so that they can be fed the measurements of broken cases (suspension made
-// ineffective, busy polling from a sysctl, a wrong NAPI id, a short stream)
-// and shown to fail; the records in the repository's testdata/ come from real
-// runs. Each error says what was compared, the numbers and the limit.
 package verdict
 
 import (

@@ -171,7 +171,7 @@ func readRecording(t *testing.T, name string) []subtest {
 // reach its decision exactly where the recording ends (the suite stopped
 // there), with suspension working it must pass (at most 1 false failure in
 // 200), with suspension made ineffective fail (at most 1 false pass in
-// 100). The README's rates come from these recordings.
+// 100). testdata/README.md's rates come from these recordings.
 func TestSuspensionRecorded(t *testing.T) {
 	tests := []struct {
 		file     string

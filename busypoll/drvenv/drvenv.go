@@ -1,8 +1,3 @@
-// Package drvenv gives a scenario its environment, in the spirit of the
-// kernel selftests' NetDrvEnv: two fresh network namespaces, a link between
-// them (a veth pair, two netdevsim ports, or two real ports lent by
-// busypoll/niclend), the server end's ifindex, and its interrupt lines
-// where it has any, for every backend alike and with its own cleanup.
 package drvenv
 
 import (

@@ -53,15 +53,13 @@ type backend struct {
 }
 
 var backends = map[string]backend{
-	// Up to 20 pairs, sequentially (verdict.SuspensionLooks): on an idle
-	// host the control sometimes busy-polls as much as suspension (up to
-	// 6 % in one comparison), and a fixed 8 pairs missed p ≤ 0.005 in 4 of
-	// 400 link_flap runs.
+	// Up to maxComparePairs pairs, sequentially: on an idle host the
+	// control sometimes busy-polls nearly as much as suspension, and a
+	// small fixed number of pairs then misses (testdata/README.md).
 	drvenv.Veth: {showsSuspension: true, comparePairs: maxComparePairs},
-	// virtio-net in the VM: with 8 pairs 1 of 10 busy-poll comparisons
-	// missed. Under emulation only the interrupt verdicts count, and their
-	// arms do not overlap (baseline 104 to 121 interrupts per 8 transfers,
-	// deferral 4 to 7): 6 pairs allow p = 1/924.
+	// As veth on a real machine. Under emulation only the interrupt
+	// verdicts count, and their arms did not overlap in the VM
+	// (testdata/README.md): 6 pairs allow the smallest p, 1/924.
 	drvenv.NIC: {showsSuspension: true, comparePairs: maxComparePairs, emulatedPairs: 6},
 	drvenv.Netdevsim: {noSuspension: "netdevsim's transmit arms a 5 µs hrtimer that " +
 		"schedules the peer's NAPI, and its poll ignores napi_complete_done()'s result, so nothing masks its " +
@@ -291,7 +289,7 @@ func (r *runner) compareSuspension(want napi.Settings, env Host) {
 	}
 	// Under emulation (the project's QEMU VM) the effect of suspension on
 	// busy polling is not a verdict: TCG distorts the timing it depends on
-	// (measured on veth in the VM: 7 of 18 comparisons reached p ≤ 0.005).
+	// (busypoll/verdict's documentation; measured in testdata/README.md).
 	// The comparison runs there only on a device with interrupt lines (the
 	// nic backend), whose interrupt proof stays a verdict; its busy-poll
 	// share is logged, and the busy loop must have run (napi:napi_poll).
@@ -417,13 +415,13 @@ func (r *runner) busyPolledAtAll(env Host) {
 	if why := backends[r.backend].noSuspension; why != "" {
 		t.Logf("%s: the effect of IRQ suspension is NOT tested on %s: %s", r.backend, r.backend, why)
 	} else {
-		t.Logf("%s: the effect of IRQ suspension is NOT tested under emulation (the project's QEMU VM): TCG distorts the timing it depends on (measured on veth in the VM: 7 of 18 comparisons reached p ≤ 0.005); the host run tests it", r.backend)
+		t.Logf("%s: the effect of IRQ suspension is NOT tested under emulation (the project's QEMU VM): TCG distorts the timing it depends on, so that the comparison does not separate reliably there (testdata/README.md); the host run tests it", r.backend)
 	}
 	// Where the kernel can trace, the proof is that the epoll busy loop
 	// polled the NAPI (napi:napi_poll events in task context with the
 	// epoll budget), in one transfer: on netdevsim a busy poll finds
-	// packets only by luck (measured under emulation: none in 20
-	// transfers in 3 of 4 runs), but it runs in every transfer.
+	// packets only by luck (busypoll/drvenv), often none in many
+	// transfers under emulation, but it runs in every transfer.
 	// A transfer whose epoll_wait calls all found data polls nothing; up
 	// to maxLoopTransfers are made. Without busy polling none polls.
 	startLoop := func() (*napitrace.Session, error) {
@@ -477,9 +475,9 @@ func (r *runner) busyPolledAtAll(env Host) {
 // elsewhere and no busy-poll count of the run can be credited to
 // EPIOCSPARAMS. The NAPI is set to hold packets for up to negativeGRO after
 // each poll (deferral on a device that masks its notification meanwhile,
-// like veth), so that a busy poll from anywhere else finds them: measured
-// on veth with net.core.busy_poll=50, 34 to 183 packets in 20 of 20 such
-// transfers, against 0 to 48 in 3 of 20 with the scenario's 50 µs.
+// like veth), so that a busy poll from anywhere else finds them: with the
+// scenario's own gro-flush-timeout a host's net.core.busy_poll went unseen
+// in most such transfers (testdata/README.md).
 func (r *runner) negativeControl(env Host) {
 	r.t.Helper()
 	hold := napi.Settings{

@@ -17,6 +17,7 @@ import (
 
 	"github.com/netdev-go/busypolltest/busypoll"
 	"github.com/netdev-go/busypolltest/busypoll/drvenv"
+	"github.com/netdev-go/busypolltest/busypoll/emergency"
 	"github.com/netdev-go/busypolltest/busypoll/kernelfeature"
 	"github.com/netdev-go/busypolltest/busypoll/lifecycle"
 	"github.com/netdev-go/busypolltest/busypoll/niclend"
@@ -154,17 +155,14 @@ func seedFor(t *testing.T) uint64 {
 	return v
 }
 
-// Emergency cleanup: netdevsim devices outlive the process that made them
-// (namespaces do not: they are held by descriptors), so the netdevsim
-// package deletes every device of this process, from before its new_device
-// write until its deletion, on SIGINT and SIGTERM, and just before the test
-// binary's own -test.timeout panics (which skips t.Cleanup); after that it
-// makes no new ones. What a SIGKILL leaves, the next run reaps from the
-// ownership records (setupNetdevsim). Lent ports are given back and trace
-// sessions closed (their tracefs instances outlive the process) first.
+// TestMain installs the emergency cleanup (busypoll/emergency): on a signal
+// or just before -test.timeout panics (both skip t.Cleanup) lent ports are
+// given back, trace sessions closed and this process's netdevsim devices
+// deleted, since all of them outlive the process; what a SIGKILL leaves,
+// the next run reaps.
 func TestMain(m *testing.M) {
 	flag.Parse()
-	netdevsim.InstallEmergencyCleanup(testTimeout(), niclend.ReturnAll, closeTraces) // until the process ends
+	emergency.Install(testenv.TestTimeout(), niclend.ReturnAll, closeTraces, netdevsim.EmergencyCleanup) // until the process ends
 	code := m.Run()
 	if os.Getenv(scenario.FailAfterTraceEnv) != "" {
 		// A child of TestBusyPollFailedRunLeavesNoTrace: alive until
@@ -185,20 +183,6 @@ func closeTraces(why string) {
 	if err := napitrace.CloseAll(); err != nil {
 		fmt.Fprintf(os.Stderr, "busypolltest: %s: %v\n", why, err)
 	}
-}
-
-// testTimeout returns -test.timeout, 0 if unset.
-func testTimeout() time.Duration {
-	f := flag.Lookup("test.timeout")
-	if f == nil {
-		return 0
-	}
-	if g, ok := f.Value.(flag.Getter); ok {
-		if d, ok := g.Get().(time.Duration); ok {
-			return d
-		}
-	}
-	return 0
 }
 
 // The lifecycle tests run this binary in child processes (busypoll/lifecycle

@@ -22,9 +22,9 @@
 // ownership record on disk before creating it (see ReapOrphans, which
 // deletes the devices of owners that are gone: a process killed with
 // SIGKILL), and keeps a registry of the process's devices, which DeleteAll
-// and InstallEmergencyCleanup use when a signal or a test timeout would
-// skip the normal cleanup. Random ids keep concurrent and later runs from
-// colliding.
+// and EmergencyCleanup (installed with busypoll/emergency) use when a signal
+// or a test timeout would skip the normal cleanup. Random ids keep
+// concurrent and later runs from colliding.
 package netdevsim
 
 import (

@@ -1,8 +1,9 @@
 package niclend
 
-// Ports lent by a test process are given back on SIGINT, SIGTERM and before
-// -test.timeout expires (ReturnAll, called from the process's emergency
-// cleanup), as well as at the test's cleanup: a veth stand-in would
+// Ports lent by a test process are given back at the test's cleanup and
+// also when the process is about to end without it, on a signal or before
+// -test.timeout expires: ReturnAll is this package's part of the emergency
+// cleanup that busypoll/emergency.Install runs. A veth stand-in would
 // otherwise die with its namespace, and a real port come back with the
 // test's settings.
 
@@ -12,10 +13,7 @@ import (
 	"sync"
 )
 
-// emergency holds the loans of the ports lent, which are given
-// back on SIGINT, SIGTERM and before -test.timeout expires, as well as at
-// cleanup: a veth stand-in would otherwise die with its namespace, and a
-// real port come back with the test's settings.
+// emergency holds how to give back each port lent and not yet returned.
 var emergency = struct {
 	sync.Mutex
 	done  bool // ReturnAll ran
@@ -23,8 +21,10 @@ var emergency = struct {
 	funcs map[int]func() error
 }{funcs: map[int]func() error{}}
 
-// OnEmergency registers f, which gives a port back, and returns a function that unregisters it,
-// or false once the emergency cleanup has run.
+// OnEmergency registers f, which gives a port back (Loan.Return), for
+// ReturnAll, and returns a function that unregisters it; or false once
+// ReturnAll has run: then no new port may be lent. Register before the port
+// moves, so that no moment of the loan is unprotected.
 func OnEmergency(f func() error) (forget func(), ok bool) {
 	emergency.Lock()
 	defer emergency.Unlock()
@@ -41,8 +41,8 @@ func OnEmergency(f func() error) (forget func(), ok bool) {
 	}, true
 }
 
-// ReturnAll gives back every lent port; why says what happened. Later
-// loans are refused.
+// ReturnAll gives back every registered port and says so on stderr; why
+// says what happened. Later registrations are refused.
 func ReturnAll(why string) {
 	emergency.Lock()
 	defer emergency.Unlock()

@@ -8,8 +8,10 @@
 package testenv
 
 import (
+	"flag"
 	"os"
 	"testing"
+	"time"
 )
 
 // NeedRoot skips t with -short, and unless it runs as root. does says what
@@ -61,4 +63,17 @@ func Skipf(t testing.TB, strict bool, format string, args ...any) {
 		t.Fatalf(format+" (and the flags ask for it)", args...)
 	}
 	t.Skipf(format, args...)
+}
+
+// TestTimeout returns the test binary's -test.timeout, 0 if unset (call it
+// after flag.Parse, from TestMain).
+func TestTimeout() time.Duration {
+	if f := flag.Lookup("test.timeout"); f != nil {
+		if g, ok := f.Value.(flag.Getter); ok {
+			if d, ok := g.Get().(time.Duration); ok {
+				return d
+			}
+		}
+	}
+	return 0
 }

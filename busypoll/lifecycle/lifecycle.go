@@ -31,10 +31,11 @@ import (
 	"github.com/netdev-go/busypolltest/netdevsim"
 )
 
-// LeavesNothing is TestBusyPollLeavesNothing: it runs TestBusyPoll's netdevsim setup in a child
-// process, stops it there with SIGINT, SIGTERM or an expiring -test.timeout
-// (none of which runs t.Cleanup), and checks that the child's netdevsim
-// devices and its ownership record are gone all the same.
+// LeavesNothing is TestBusyPollLeavesNothing: it runs TestBusyPoll's
+// netdevsim setup in a child process, stops it there with SIGINT, SIGTERM or
+// an expiring -test.timeout (none of which runs t.Cleanup), and checks that
+// the child's netdevsim devices and its ownership record are gone all the
+// same.
 func LeavesNothing(t *testing.T) {
 	requireNetdevsimParent(t)
 	tests := []struct {
@@ -86,13 +87,14 @@ func hostTracefsMounted(t *testing.T) bool {
 	return false
 }
 
-// FailedRunLeavesNoTrace is TestBusyPollFailedRunLeavesNoTrace: it runs TestBusyPoll/veth/plain in a child
-// process that fails right after a napi:napi_poll session starts (a failing
-// require, which ends the subtest at once), and checks, while the child is
-// still alive after its tests (so no concurrent run can reap a leftover
-// first), that it left no tracefs instance and mounted nothing at
-// /sys/kernel/tracing. Its second case leaves the session out of the
-// cleanup and must find the instance left: the check sees a leak.
+// FailedRunLeavesNoTrace is TestBusyPollFailedRunLeavesNoTrace: it runs
+// TestBusyPoll/veth/plain in a child process that fails right after a
+// napi:napi_poll session starts (a failing require, which ends the subtest at
+// once), and checks, while the child is still alive after its tests (so no
+// concurrent run can reap a leftover first), that it left no tracefs instance
+// and mounted nothing at /sys/kernel/tracing. Its second case leaves the
+// session out of the cleanup and must find the instance left: the check sees
+// a leak.
 func FailedRunLeavesNoTrace(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipped with -short: runs TestBusyPoll in a child")
@@ -301,11 +303,11 @@ func busDevices(t *testing.T) map[int]bool {
 	return ids
 }
 
-// ConcurrentNetdevsim is TestBusyPollConcurrentNetdevsim: it runs TestBusyPoll/netdevsim (plain and
-// link_flap) twice at the same time in one kernel, in two child processes,
-// and requires both to pass and to leave no device behind: random device
-// ids, anonymous namespaces and per-process ownership records keep them
-// apart.
+// ConcurrentNetdevsim is TestBusyPollConcurrentNetdevsim: it runs
+// TestBusyPoll/netdevsim (plain and link_flap) twice at the same time in one
+// kernel, in two child processes, and requires both to pass and to leave no
+// device behind: random device ids, anonymous namespaces and per-process
+// ownership records keep them apart.
 func ConcurrentNetdevsim(t *testing.T) {
 	const concurrentScenarios = "plain|link_flap"
 	requireNetdevsimParent(t)
@@ -336,15 +338,16 @@ func ConcurrentNetdevsim(t *testing.T) {
 	}
 }
 
-// ConcurrentTraceIsolated is TestBusyPollConcurrentTraceIsolated: it runs TestBusyPoll/netdevsim/suspend in
-// two child processes at once in one kernel: one busy-polls (it repeats
-// until the other is done), the other has epoll busy polling off
-// (-busypoll.prefer=0 -busypoll.usecs=0) and must fail check 4, "the epoll
-// busy loop never polled the NAPI", although the first run's busy loop
-// polls its own netdevsim port meanwhile (its log shows it during the off
-// run). Each run's napi:napi_poll trace is filtered to its own device
-// name, unique per run; with the driver's names (BUSYPOLLTEST_NETDEVSIM_KEEP_NAMES=1
-// in both) the off run's trace can count the other run's polls of its eth0.
+// ConcurrentTraceIsolated is TestBusyPollConcurrentTraceIsolated: it runs
+// TestBusyPoll/netdevsim/suspend in two child processes at once in one
+// kernel: one busy-polls (it repeats until the other is done), the other has
+// epoll busy polling off (-busypoll.prefer=0 -busypoll.usecs=0) and must fail
+// check 4, "the epoll busy loop never polled the NAPI", although the first
+// run's busy loop polls its own netdevsim port meanwhile (its log shows it
+// during the off run). Each run's napi:napi_poll trace is filtered to its own
+// device name, unique per run; with the driver's names
+// (BUSYPOLLTEST_NETDEVSIM_KEEP_NAMES=1 in both) the off run's trace can count
+// the other run's polls of its eth0.
 func ConcurrentTraceIsolated(t *testing.T) {
 	requireNetdevsimParent(t)
 	probe, err := napitrace.StartBusyPolls("bpt-none", scenario.DefaultBusyPollBudget)
@@ -413,12 +416,13 @@ func ConcurrentTraceIsolated(t *testing.T) {
 	}
 }
 
-// KilledRunIsReaped is TestBusyPollKilledRunIsReaped: it kills a child run with SIGKILL while it holds
-// its two netdevsim devices (nothing at all runs in the child then: the
-// devices stay), and checks that the next run, a second child running
-// TestBusyPoll/netdevsim/plain, deletes them from the ownership record the
-// first left, says so in its log, and passes. With BUSYPOLLTEST_NETDEVSIM_NO_RECORD=1
-// (no record is written) it fails: the devices stay.
+// KilledRunIsReaped is TestBusyPollKilledRunIsReaped: it kills a child run
+// with SIGKILL while it holds its two netdevsim devices (nothing at all runs
+// in the child then: the devices stay), and checks that the next run, a
+// second child running TestBusyPoll/netdevsim/plain, deletes them from the
+// ownership record the first left, says so in its log, and passes. With
+// BUSYPOLLTEST_NETDEVSIM_NO_RECORD=1 (no record is written) it fails: the
+// devices stay.
 func KilledRunIsReaped(t *testing.T) {
 	requireNetdevsimParent(t)
 	first := startChild(t, true, "-test.run=^TestBusyPoll$/^netdevsim$/^plain$")

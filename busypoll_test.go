@@ -63,12 +63,12 @@ func flagsGiven() scenario.Flags {
 // scenarios is the selftest's table, in its order.
 var scenarios = []scenario.Scenario{
 	{Name: "plain"},
-	{Name: "suspend", Suspend: true, MustBusyPoll: true},
+	{Name: "suspend", Suspend: true},
 	{
 		Name: "napi_threaded", Threaded: napi.ThreadedBusyPoll, NoPrefer: true,
 		Needs: []napi.Feature{napi.FeatureThreadedBusyPoll}, MustRunThread: true,
 	},
-	{Name: "link_flap", Suspend: true, Flap: true, MustBusyPoll: true},
+	{Name: "link_flap", Suspend: true, Flap: true},
 }
 
 // baseNeeds are the napi-set features every scenario uses.

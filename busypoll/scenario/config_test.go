@@ -11,7 +11,7 @@ import (
 	"github.com/netdev-go/busypolltest/busypoll/scenario"
 )
 
-func TestFlags(t *testing.T) {
+func TestBusyPollFlags(t *testing.T) {
 	good := scenario.Flags{Size: "1MiB", Budget: 16, Prefer: 1, Defers: 100, MaxEvents: 8,
 		GRO: 50 * time.Microsecond, Suspend: 20 * time.Millisecond, Timeout: 30 * time.Second, Backend: "auto",
 		ComparePairs: 8}

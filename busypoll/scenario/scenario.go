@@ -29,8 +29,6 @@ type Scenario struct {
 	NoPrefer bool           // prefer_busy_poll 0 whatever the flag says
 	Flap     bool           // transfer, links down and up, configure again, transfer again
 	Needs    []napi.Feature // the napi-set features it needs beyond the base ones
-	// MustBusyPoll: BusyPollRxPackets of the receiving namespace must grow.
-	MustBusyPoll bool
 	// MustRunThread: the NAPI's kernel thread must use CPU in the transfer.
 	MustRunThread bool
 }

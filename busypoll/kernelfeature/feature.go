@@ -27,8 +27,12 @@ type UnsupportedFeatureError struct {
 
 // Error says what is missing and what would bring it, e.g. "kernel has no
 // napi-set irq-suspend-timeout: needs Linux 6.13".
-func (e *UnsupportedFeatureError) Error() string {
-	s := "kernel has no " + e.Name
+func (e *UnsupportedFeatureError) Error() string { return "kernel has no " + e.Missing() }
+
+// Missing says what is missing and what would bring it, with the probe's
+// error: "napi-set threaded: needs Linux 6.13 (EINVAL)".
+func (e *UnsupportedFeatureError) Missing() string {
+	s := e.Name
 	switch {
 	case e.ConfigOff != "":
 		s += ": built without " + e.ConfigOff

@@ -96,12 +96,7 @@ func hostTracefsMounted(t *testing.T) bool {
 // session out of the cleanup and must find the instance left: the check sees
 // a leak.
 func FailedRunLeavesNoTrace(t *testing.T) {
-	if testing.Short() {
-		t.Skip("skipped with -short: runs TestBusyPoll in a child")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: network namespaces, napi-set, tracefs")
-	}
+	testenv.NeedRoot(t, "runs TestBusyPoll in a child: network namespaces, napi-set, tracefs")
 	if os.Getenv(scenario.FailAfterTraceEnv) != "" || os.Getenv(drvenv.HoldEnv) != "" {
 		t.Skip("this is the child run")
 	}
@@ -158,12 +153,7 @@ const childTimeout = 5 * time.Minute
 // netdevsim setup in child processes can run here, and in those children.
 func requireNetdevsimParent(t *testing.T) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("skipped with -short: creates netdevsim devices")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to create netdevsim devices")
-	}
+	testenv.NeedRoot(t, "creates netdevsim devices")
 	if os.Getenv(drvenv.HoldEnv) != "" {
 		t.Skip("this is the child run")
 	}

@@ -77,6 +77,11 @@ var baseNeeds = []napi.Feature{
 	napi.FeatureGROFlushTimeout, napi.FeatureIRQSuspendTimeout,
 }
 
+// TestBusyPoll runs every scenario over every backend, as
+// TestBusyPoll/<backend>/<scenario>: each in an environment of its own
+// (busypoll/drvenv), with checks 1 to 5 (busypoll/scenario). A scenario
+// skips where the kernel is older than a feature it needs and fails where
+// the kernel should have it (testenv.SkipIfNotSupported).
 func TestBusyPoll(t *testing.T) {
 	cfg, err := flagsGiven().Validate()
 	require.NoError(t, err, "flags")

@@ -48,6 +48,7 @@ type State struct {
 	HasOffloads bool
 }
 
+// String describes the recorded state for the log.
 func (s State) String() string {
 	up := "down"
 	if s.Up {

@@ -51,6 +51,7 @@ func irqSum(ts []Transfer, a Arm) irqTotal {
 
 func (s irqTotal) rate() float64 { return share(s.irqs, s.RxPackets) }
 
+// String sums the arm up for the log.
 func (s irqTotal) String() string {
 	return fmt.Sprintf("%d IRQs for %d rx packets in %d transfers (%.4f per packet)", s.irqs, s.RxPackets, s.Transfers, s.rate())
 }

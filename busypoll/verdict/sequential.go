@@ -69,6 +69,7 @@ const (
 	Fail
 )
 
+// String names the decision: "continue", "pass" or "fail".
 func (d Decision) String() string {
 	return [...]string{"continue", "pass", "fail"}[d]
 }

@@ -10,8 +10,8 @@ import (
 // interrupt rate that deferral must lower.
 const ArmBaseline Arm = "baseline"
 
-// The interrupt rules (package documentation, "Interrupts"), over the transfers of one
-// comparison, on the receiving NAPI's interrupt line:
+// The interrupt rules (package documentation, "Interrupts"), over the
+// transfers of one comparison, on the receiving NAPI's interrupt line:
 //
 //   - deferral works: the control arm (defer-hard-irqs and
 //     gro-flush-timeout on, no suspension) raised at most DeferralRatio
@@ -23,9 +23,8 @@ const ArmBaseline Arm = "baseline"
 //     (rank-sum p ≤ SuspendAlpha that it raised more fails). Fewer is what
 //     suspension is for; whether it was is reported, not required: with
 //     deferral on, a transfer raises about one interrupt (the first packet
-//     after an idle NAPI), which suspension cannot remove (measured on
-//     virtio-net in the VM: 4 to 8 per 8 transfers either way, against
-//     about 105 without deferral).
+//     after an idle NAPI), which suspension cannot remove (what virtio-net
+//     raised in the VM is in testdata/README.md).
 const DeferralRatio = 0.5
 
 // irqTotal adds up the interrupts and rx packets of an arm.

@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -77,14 +78,7 @@ func LeavesNothing(t *testing.T) {
 // /sys/kernel/tracing in this process's mount namespace.
 func hostTracefsMounted(t *testing.T) bool {
 	t.Helper()
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	require.NoError(t, err)
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) > 4 && f[4] == "/sys/kernel/tracing" {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(testenv.MountPoints(t, ""), "/sys/kernel/tracing")
 }
 
 // FailedRunLeavesNoTrace is TestBusyPollFailedRunLeavesNoTrace: it runs

@@ -133,22 +133,6 @@ func sendSome(t *testing.T, server, client *namespace.NetNS, pair link.VethPair)
 	require.NoError(t, <-done)
 }
 
-// mountinfo returns the mount points of tracefs in this process's mount
-// namespace.
-func tracefsMounts(t *testing.T) []string {
-	t.Helper()
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	require.NoError(t, err)
-	var out []string
-	for _, line := range strings.Split(string(b), "\n") {
-		// "36 25 0:12 / /sys/kernel/tracing rw,... - tracefs tracefs rw"
-		if _, fs, ok := strings.Cut(line, " - "); ok && strings.HasPrefix(fs, "tracefs ") {
-			out = append(out, strings.Fields(line)[4])
-		}
-	}
-	return out
-}
-
 // TestKernelSessionLeavesNothing starts a session and closes it, with and
 // without Stop: no mount appears anywhere in the mount tree (where the
 // host has no tracefs mounted, the session's own mount is attached to no
@@ -156,14 +140,14 @@ func tracefsMounts(t *testing.T) []string {
 // harmless.
 func TestKernelSessionLeavesNothing(t *testing.T) {
 	testenv.NeedRoot(t, "traces the kernel (tracefs)")
-	before := tracefsMounts(t)
+	before := testenv.MountPoints(t, "tracefs")
 	for _, stop := range []bool{true, false} {
 		s, err := napitrace.StartBusyPolls("bpt-none", 16)
 		if errors.Is(err, napitrace.ErrUnavailable) {
 			t.Skip(err)
 		}
 		require.NoError(t, err)
-		assert.Equal(t, before, tracefsMounts(t), "a session mounts nothing in the mount tree")
+		assert.Equal(t, before, testenv.MountPoints(t, "tracefs"), "a session mounts nothing in the mount tree")
 		names, err := napitrace.Instances(os.Getpid())
 		require.NoError(t, err)
 		assert.Len(t, names, 1, "the session's instance exists while it runs")
@@ -193,5 +177,5 @@ func TestKernelSessionLeavesNothing(t *testing.T) {
 	assert.Empty(t, names, "CloseAll leaves no instance")
 	_, err = napitrace.StartBusyPolls("bpt-none", 16)
 	assert.ErrorIs(t, err, napitrace.ErrClosed, "no session after CloseAll")
-	assert.Equal(t, before, tracefsMounts(t))
+	assert.Equal(t, before, testenv.MountPoints(t, "tracefs"))
 }

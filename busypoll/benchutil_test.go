@@ -20,7 +20,7 @@ import (
 
 	"github.com/netdev-go/busypolltest/busypoll"
 	"github.com/netdev-go/busypolltest/busypoll/link"
-	"github.com/netdev-go/busypolltest/busypoll/netns"
+	"github.com/netdev-go/busypolltest/busypoll/testnet"
 	"github.com/netdev-go/busypolltest/napi"
 )
 
@@ -57,8 +57,8 @@ func newBenchEnv(b *testing.B) *benchEnv {
 	if err := busypoll.Supported(); err != nil {
 		skipBench(b, "%v", err)
 	}
-	server := newBenchNetNS(b, "bench-sv")
-	client := newBenchNetNS(b, "bench-cl")
+	server := testnet.NetNS(b, "bench-sv")
+	client := testnet.NetNS(b, "bench-cl")
 
 	nc, err := napi.Dial(server.FD())
 	if errors.Is(err, os.ErrNotExist) {
@@ -77,10 +77,7 @@ func newBenchEnv(b *testing.B) *benchEnv {
 		skipBench(b, "%v", err)
 	}
 
-	p, err := link.NewVethPair(server, client, benchServerPrefix, benchClientPrefix)
-	if err != nil {
-		b.Fatalf("veth pair: %v", err)
-	}
+	p := testnet.VethPair(b, server, client, benchServerPrefix, benchClientPrefix)
 	napis, err := nc.NAPIs(uint32(p.Server.Index))
 	if err != nil {
 		b.Fatalf("list the NAPIs of %s: %v", p.Server.Name, err)
@@ -108,20 +105,6 @@ func skipBench(b *testing.B, format string, args ...any) {
 		fmt.Fprintf(os.Stderr, "%s: skipped: %s\n", b.Name(), fmt.Sprintf(format, args...))
 	}
 	b.Skipf(format, args...)
-}
-
-func newBenchNetNS(b *testing.B, label string) *netns.NetNS {
-	b.Helper()
-	ns, err := netns.New(label)
-	if err != nil {
-		b.Fatalf("%v", err)
-	}
-	b.Cleanup(func() {
-		if err := ns.Close(); err != nil {
-			b.Errorf("%v", err)
-		}
-	})
-	return ns
 }
 
 // setNAPI applies s to the server's NAPI and checks that it reads back.

@@ -29,7 +29,7 @@ type Counters struct {
 }
 
 // ReadCounters reads the counters of the calling thread's network namespace
-// from /proc/thread-self/net. Run it inside the Do of a busypoll/netns
+// from /proc/thread-self/net. Run it inside the Do of a busypoll/namespace
 // namespace to read that namespace's counters; on an unlocked goroutine it
 // reads those of whichever thread it runs on, which is the process's
 // namespace.

@@ -4,8 +4,8 @@
 // network namespace, and the host's busy-poll sysctls.
 //
 // Sockets belong to the network namespace of the thread that creates them.
-// Create them (Listen, Send) inside the Do of a busypoll/netns namespace;
+// Create them (Listen, Send) inside the Do of a busypoll/namespace namespace;
 // once created they can be used from any goroutine. The namespaces and the
-// devices between them are packages of their own: busypoll/netns and
+// devices between them are packages of their own: busypoll/namespace and
 // busypoll/link.
 package busypoll

@@ -10,6 +10,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/netdev-go/busypolltest/busypoll/kernelfeature"
 )
 
 // Limits the kernel applies to EPIOCSPARAMS (fs/eventpoll.c).
@@ -157,10 +159,9 @@ func explainIoctlErrno(epfd int, errno unix.Errno) error {
 		} else if err != nil {
 			return fmt.Errorf("fd %d is not an epoll instance, or the kernel lacks EPIOCSPARAMS (needs Linux 6.9): %w", epfd, errno)
 		}
-		return fmt.Errorf("kernel lacks EPIOCSPARAMS: needs Linux 6.9: %w (%w)", errors.ErrUnsupported, errno)
+		return &kernelfeature.UnsupportedFeatureError{Name: "EPIOCSPARAMS", MinimumVersion: "6.9", Err: errno}
 	case unix.EOPNOTSUPP:
-		// errno already matches errors.ErrUnsupported.
-		return fmt.Errorf("kernel lacks epoll busy polling: built without CONFIG_NET_RX_BUSY_POLL: %w", errno)
+		return &kernelfeature.UnsupportedFeatureError{Name: "epoll busy polling", ConfigOff: "CONFIG_NET_RX_BUSY_POLL", Err: errno}
 	}
 	return errno
 }

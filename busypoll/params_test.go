@@ -12,16 +12,16 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
+
+	"github.com/netdev-go/busypolltest/busypoll/kernelfeature"
+	"github.com/netdev-go/busypolltest/busypoll/testenv"
 )
 
-// requireSupported skips unless the kernel has the epoll busy-poll ioctls.
+// requireSupported skips unless the kernel has the epoll busy-poll ioctls
+// (and fails where a kernel of 6.9 or later lacks them).
 func requireSupported(t *testing.T) {
 	t.Helper()
-	err := Supported()
-	if errors.Is(err, errors.ErrUnsupported) {
-		t.Skipf("skipped: %v", err)
-	}
-	require.NoError(t, err, "probing EPIOCGPARAMS")
+	testenv.SkipIfNotSupported(t, Supported())
 }
 
 // newEpoll returns an epoll fd closed when the test ends.
@@ -42,24 +42,12 @@ func hasCapNetAdmin(t *testing.T) bool {
 	return data[unix.CAP_NET_ADMIN/32].Effective&(1<<(unix.CAP_NET_ADMIN%32)) != 0
 }
 
-// kernelAtLeast reports whether the running kernel's release is at least
-// major.minor.
-func kernelAtLeast(t *testing.T, major, minor int) bool {
-	t.Helper()
-	var u unix.Utsname
-	require.NoError(t, unix.Uname(&u))
-	var maj, min int
-	_, err := fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &maj, &min)
-	require.NoError(t, err)
-	return maj > major || maj == major && min >= minor
-}
-
 func TestSupported(t *testing.T) {
 	err := Supported()
 	if errors.Is(err, errors.ErrUnsupported) {
 		// Only a kernel built without CONFIG_NET_RX_BUSY_POLL may lack the
 		// ioctls from 6.9 on.
-		if kernelAtLeast(t, 6, 9) {
+		if testenv.RunningKernelAtLeast(t, "6.9") {
 			assert.ErrorContains(t, err, "CONFIG_NET_RX_BUSY_POLL", "a 6.9+ kernel has the ioctls unless built without busy polling")
 		} else {
 			assert.ErrorContains(t, err, "needs Linux 6.9")
@@ -67,7 +55,7 @@ func TestSupported(t *testing.T) {
 		t.Skipf("skipped: %v", err)
 	}
 	assert.NoError(t, err)
-	assert.True(t, kernelAtLeast(t, 6, 9), "EPIOCGPARAMS works on a kernel older than 6.9?")
+	assert.True(t, testenv.RunningKernelAtLeast(t, "6.9"), "EPIOCGPARAMS works on a kernel older than 6.9?")
 }
 
 func TestGetParamsFreshEpollIsZero(t *testing.T) {
@@ -219,7 +207,7 @@ func TestUnsupportedKernelErrors(t *testing.T) {
 		errno unix.Errno
 		want  string
 	}{
-		{"before Linux 6.9", unix.ENOTTY, "kernel lacks EPIOCSPARAMS: needs Linux 6.9"},
+		{"before Linux 6.9", unix.ENOTTY, "kernel has no EPIOCSPARAMS: needs Linux 6.9"},
 		{"without CONFIG_NET_RX_BUSY_POLL", unix.EOPNOTSUPP, "CONFIG_NET_RX_BUSY_POLL"},
 	}
 	for _, tt := range tests {
@@ -228,6 +216,8 @@ func TestUnsupportedKernelErrors(t *testing.T) {
 			assert.ErrorIs(t, err, errors.ErrUnsupported)
 			assert.ErrorIs(t, err, tt.errno)
 			assert.ErrorContains(t, err, tt.want)
+			var ufe *kernelfeature.UnsupportedFeatureError
+			assert.ErrorAs(t, err, &ufe, "a typed feature error, for testenv.SkipIfNotSupported")
 		})
 	}
 }

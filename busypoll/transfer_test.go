@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"errors"
 	"net/netip"
 	"testing"
 	"time"
@@ -13,22 +12,13 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
-	"github.com/netdev-go/busypolltest/busypoll/internal/testenv"
-	"github.com/netdev-go/busypolltest/busypoll/link"
-	"github.com/netdev-go/busypolltest/busypoll/netns"
+	"github.com/netdev-go/busypolltest/busypoll/namespace"
+	"github.com/netdev-go/busypolltest/busypoll/testenv"
+	"github.com/netdev-go/busypolltest/busypoll/testnet"
 )
 
-// newTestNetNS creates a namespace that is released when the test ends.
-func newTestNetNS(t *testing.T, label string) *netns.NetNS {
-	t.Helper()
-	ns, err := netns.New(label)
-	require.NoError(t, err)
-	t.Cleanup(func() { assert.NoError(t, ns.Close()) })
-	return ns
-}
-
 // countersIn reads the counters of ns from a thread inside it.
-func countersIn(t *testing.T, ns *netns.NetNS) Counters {
+func countersIn(t *testing.T, ns *namespace.NetNS) Counters {
 	t.Helper()
 	var c Counters
 	require.NoError(t, ns.Do(func() (err error) {
@@ -55,14 +45,10 @@ func TestTransferBetweenNamespaces(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := newTestNetNS(t, "xfer-sv")
-			cli := newTestNetNS(t, "xfer-cl")
-			idle := newTestNetNS(t, "xfer-idle")
-			_, err := link.NewVethPair(srv, cli, tt.server, tt.client)
-			if errors.Is(err, link.ErrNoVeth) {
-				t.Skipf("%v", err)
-			}
-			require.NoError(t, err)
+			srv := testnet.NetNS(t, "xfer-sv")
+			cli := testnet.NetNS(t, "xfer-cl")
+			idle := testnet.NetNS(t, "xfer-idle")
+			testnet.VethPair(t, srv, cli, tt.server, tt.client)
 
 			// Fresh namespaces have received no TCP at all.
 			srvBefore, cliBefore := countersIn(t, srv), countersIn(t, cli)
@@ -70,7 +56,7 @@ func TestTransferBetweenNamespaces(t *testing.T) {
 			require.Equal(t, Counters{}, cliBefore, "a fresh namespace's counters")
 
 			addr := netip.AddrPortFrom(tt.server.Addr(), 0)
-			_, err = Listen(ReceiverConfig{Addr: addr})
+			_, err := Listen(ReceiverConfig{Addr: addr})
 			require.ErrorIs(t, err, unix.EADDRNOTAVAIL, "the server address exists only in the server namespace")
 
 			var r *Receiver

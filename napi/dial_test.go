@@ -1,12 +1,12 @@
 package napi
 
 import (
-	"errors"
-	"os"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/netdev-go/busypolltest/busypoll/testenv"
 )
 
 // TestDialRefusesNoNamespace: a closed namespace's fd (-1) or 0 must never
@@ -21,13 +21,7 @@ func TestDialRefusesNoNamespace(t *testing.T) {
 }
 
 func TestDialCurrent(t *testing.T) {
-	if testing.Short() {
-		t.Skip("skipped with -short: talks to the running kernel")
-	}
-	c, err := DialCurrent()
-	if errors.Is(err, os.ErrNotExist) {
-		t.Skip(err)
-	}
-	require.NoError(t, err)
+	testenv.SkipShort(t, "talks to the running kernel")
+	c := dialCurrent(t)
 	assert.NoError(t, c.Close())
 }

@@ -4,11 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 
 	"github.com/mdlayher/genetlink"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/netdev-go/busypolltest/busypoll/kernelfeature"
 )
 
 const (
@@ -116,29 +117,20 @@ var ErrMissingFeature = errors.ErrUnsupported
 // otherwise an error that names each missing feature and the Linux version
 // that brought it, such as "kernel has no napi-set irq-suspend-timeout:
 // needs Linux 6.13". The error matches errors.ErrUnsupported. It is meant as
-// a skip reason.
+// a skip reason; its parts are kernelfeature.UnsupportedFeatureErrors, for
+// testenv.SkipIfNotSupported.
 func (fs Features) Missing(needs ...Feature) error {
-	var missing []string
+	var missing kernelfeature.Missing
 	for _, f := range needs {
-		if fs.Has(f) {
-			continue
+		if !fs.Has(f) {
+			missing = append(missing, &kernelfeature.UnsupportedFeatureError{Name: f.String(), MinimumVersion: f.Since()})
 		}
-		s := "kernel has no " + f.String()
-		if v := f.Since(); v != "" {
-			s += ": needs Linux " + v
-		}
-		missing = append(missing, s)
 	}
 	if len(missing) == 0 {
 		return nil
 	}
-	return &missingError{msg: strings.Join(missing, "; ")}
+	return missing
 }
-
-type missingError struct{ msg string }
-
-func (e *missingError) Error() string        { return e.msg }
-func (e *missingError) Is(target error) bool { return target == errors.ErrUnsupported }
 
 // String describes fs, e.g. "napi-set: defer-hard-irqs|gro-flush-timeout|
 // irq-suspend-timeout|threaded (max enabled)".

@@ -10,65 +10,34 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/netdev-go/busypolltest/busypoll/link"
-	"github.com/netdev-go/busypolltest/busypoll/netns"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/sys/unix"
+
+	"github.com/netdev-go/busypolltest/busypoll/namespace"
+	"github.com/netdev-go/busypolltest/busypoll/testenv"
+	"github.com/netdev-go/busypolltest/busypoll/testnet"
 )
-
-// requireRoot skips t unless it runs as root and without -short.
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("skipped with -short: creates network namespaces and a veth pair")
-	}
-	if os.Geteuid() != 0 {
-		t.Skipf("needs root: creates network namespaces and a veth pair and runs napi-set (CAP_NET_ADMIN); running as uid %d", os.Geteuid())
-	}
-}
-
-// testVeth is a veth pair between two namespaces that the test created.
-type testVeth struct {
-	server, client *netns.NetNS
-	pair           link.VethPair
-}
 
 // newTestVeth creates two namespaces and a veth pair across them with GRO on
 // at the server end, so that the server end has a NAPI. Everything goes away
 // at the end of the test.
-func newTestVeth(t *testing.T) testVeth {
+func newTestVeth(t *testing.T) testnet.Veth {
 	t.Helper()
-	server, err := netns.New("napi-sv")
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = server.Close() })
-	client, err := netns.New("napi-cl")
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = client.Close() })
-
-	pair, err := link.NewVethPair(server, client,
-		netip.MustParsePrefix("10.77.0.1/24"), netip.MustParsePrefix("10.77.0.2/24"))
-	if errors.Is(err, link.ErrNoVeth) {
-		t.Skipf("%v", err)
-	}
-	require.NoError(t, err)
-	return testVeth{server: server, client: client, pair: pair}
+	return testnet.NewVeth(t, "napi", netip.MustParsePrefix("10.77.0.1/24"), netip.MustParsePrefix("10.77.0.2/24"))
 }
 
 // newKernelNAPI makes a veth pair (newTestVeth) and a Client in its server
 // namespace, skips unless the kernel's napi-set takes the three timeouts, and
 // returns the server end's single NAPI.
-func newKernelNAPI(t *testing.T) (testVeth, *Client, Features, NAPI) {
+func newKernelNAPI(t *testing.T) (testnet.Veth, *Client, Features, NAPI) {
 	t.Helper()
-	requireRoot(t)
+	testenv.NeedRoot(t, "creates network namespaces and a veth pair and runs napi-set (CAP_NET_ADMIN)")
 	v := newTestVeth(t)
-	c := dialIn(t, v.server)
+	c := dialIn(t, v.Server)
 	fs, err := c.Features()
 	require.NoError(t, err)
-	t.Logf("kernel %s: %v", kernelRelease(t), fs)
-	if err := fs.Missing(FeatureNAPISet, FeatureDeferHardIRQs, FeatureGROFlushTimeout, FeatureIRQSuspendTimeout); err != nil {
-		t.Skip(err)
-	}
-	srv := v.pair.Server
+	t.Logf("kernel %s: %v", testenv.KernelRelease(t), fs)
+	testenv.SkipIfNotSupported(t, fs.Missing(FeatureNAPISet, FeatureDeferHardIRQs, FeatureGROFlushTimeout, FeatureIRQSuspendTimeout))
+	srv := v.Pair.Server
 	ns, err := c.NAPIs(uint32(srv.Index))
 	require.NoError(t, err)
 	require.Len(t, ns, 1, "%s (one rx queue, GRO on) has one NAPI", srv.Name)
@@ -79,20 +48,12 @@ func newKernelNAPI(t *testing.T) (testVeth, *Client, Features, NAPI) {
 }
 
 // dialIn dials a Client in ns and closes it at the end of the test.
-func dialIn(t *testing.T, ns *netns.NetNS) *Client {
+func dialIn(t *testing.T, ns *namespace.NetNS) *Client {
 	t.Helper()
 	c, err := Dial(ns.FD())
 	require.NoError(t, err, "dial netdev in %s", ns)
 	t.Cleanup(func() { _ = c.Close() })
 	return c
-}
-
-// kernelRelease returns uname -r.
-func kernelRelease(t *testing.T) string {
-	t.Helper()
-	var u unix.Utsname
-	require.NoError(t, unix.Uname(&u))
-	return unix.ByteSliceToString(u.Release[:])
 }
 
 // napiThreadPIDs returns the pids of the kernel threads named as the kernel
@@ -123,4 +84,16 @@ func napiThreadPIDs(t *testing.T, dev string, id uint32) []uint32 {
 		pids = append(pids, uint32(pid))
 	}
 	return pids
+}
+
+// dialCurrent dials the calling thread's namespace, and skips t where the
+// kernel has no netdev family. The caller closes the Client.
+func dialCurrent(t *testing.T) *Client {
+	t.Helper()
+	c, err := DialCurrent()
+	if errors.Is(err, os.ErrNotExist) {
+		t.Skip(err)
+	}
+	require.NoError(t, err)
+	return c
 }

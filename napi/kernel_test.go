@@ -11,6 +11,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
+
+	"github.com/netdev-go/busypolltest/busypoll/testenv"
+	"github.com/netdev-go/busypolltest/busypoll/testnet"
 )
 
 // The selftest's NAPI settings (busy_poll_test.sh).
@@ -24,7 +27,7 @@ var selftestSettings = Settings{
 // list, set, read back, restore, and cross-check the NAPI id.
 func TestKernelNAPI(t *testing.T) {
 	v, c, fs, n := newKernelNAPI(t)
-	srv := v.pair.Server
+	srv := v.Pair.Server
 	ifindex := uint32(srv.Index)
 	id := n.ID
 	t.Logf("%s (ifindex %d): NAPI %d, present: %v", srv.Name, ifindex, id, n.Present)
@@ -48,10 +51,10 @@ func TestKernelNAPI(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, []NAPI{n}, all, "the namespace holds one NAPI: the server end's")
 
-		cl := dialIn(t, v.client)
-		clientNAPIs, err := cl.NAPIs(uint32(v.pair.Client.Index))
+		cl := dialIn(t, v.Client)
+		clientNAPIs, err := cl.NAPIs(uint32(v.Pair.Client.Index))
 		require.NoError(t, err)
-		assert.Empty(t, clientNAPIs, "%s has GRO off, so no NAPI", v.pair.Client.Name)
+		assert.Empty(t, clientNAPIs, "%s has GRO off, so no NAPI", v.Pair.Client.Name)
 	})
 
 	t.Run("set and read back", func(t *testing.T) {
@@ -158,9 +161,7 @@ func TestKernelNAPI(t *testing.T) {
 	})
 
 	t.Run("threaded", func(t *testing.T) {
-		if err := fs.Missing(FeatureThreaded); err != nil {
-			t.Skip(err)
-		}
+		testenv.SkipIfNotSupported(t, fs.Missing(FeatureThreaded))
 		t.Cleanup(func() { require.NoError(t, c.Restore(id, snap)) })
 		require.NoError(t, c.SetNAPI(id, Settings{Threaded: new(ThreadedEnabled)}))
 		got, err := c.NAPI(id)
@@ -179,9 +180,7 @@ func TestKernelNAPI(t *testing.T) {
 	})
 
 	t.Run("threaded busy-poll", func(t *testing.T) {
-		if err := fs.Missing(FeatureThreaded); err != nil {
-			t.Skip(err)
-		}
+		testenv.SkipIfNotSupported(t, fs.Missing(FeatureThreaded))
 		t.Cleanup(func() { require.NoError(t, c.Restore(id, snap)) })
 		err := c.SetNAPI(id, Settings{Threaded: new(ThreadedBusyPoll)})
 		if fs.Has(FeatureThreadedBusyPoll) {
@@ -220,25 +219,25 @@ func TestKernelNAPI(t *testing.T) {
 		assert.ErrorIs(t, err, os.ErrNotExist)
 
 		// NAPI ids are scoped to the namespace (Linux 6.13, as napi-set).
-		other := dialIn(t, v.client)
+		other := dialIn(t, v.Client)
 		_, err = other.NAPI(id)
-		assert.ErrorIs(t, err, os.ErrNotExist, "NAPI %d seen from %s", id, v.client)
+		assert.ErrorIs(t, err, os.ErrNotExist, "NAPI %d seen from %s", id, v.Client)
 	})
 }
 
 // receiveNAPIID sends UDP datagrams from the client end to the server end
 // and returns the SO_INCOMING_NAPI_ID of the receiving socket.
-func receiveNAPIID(t *testing.T, v testVeth) uint32 {
+func receiveNAPIID(t *testing.T, v testnet.Veth) uint32 {
 	t.Helper()
 	var rc *net.UDPConn
-	require.NoError(t, v.server.Do(func() error {
+	require.NoError(t, v.Server.Do(func() error {
 		var err error
-		rc, err = net.ListenUDP("udp4", &net.UDPAddr{IP: v.pair.Server.Addr.Addr().AsSlice()})
+		rc, err = net.ListenUDP("udp4", &net.UDPAddr{IP: v.Pair.Server.Addr.Addr().AsSlice()})
 		return err
 	}))
 	t.Cleanup(func() { _ = rc.Close() })
 	var sc *net.UDPConn
-	require.NoError(t, v.client.Do(func() error {
+	require.NoError(t, v.Client.Do(func() error {
 		var err error
 		sc, err = net.DialUDP("udp4", nil, rc.LocalAddr().(*net.UDPAddr))
 		return err
@@ -276,7 +275,7 @@ func receiveNAPIID(t *testing.T, v testVeth) uint32 {
 // and the settings survive, which the callers' link-flap scenario relies on.
 func TestKernelLinkFlap(t *testing.T) {
 	v, c, _, n := newKernelNAPI(t)
-	srv := v.pair.Server
+	srv := v.Pair.Server
 	ifindex := uint32(srv.Index)
 	require.NoError(t, c.SetNAPI(n.ID, selftestSettings))
 	before, err := c.NAPI(n.ID)
@@ -308,25 +307,14 @@ func TestKernelLinkFlap(t *testing.T) {
 // TestKernelUnprivileged reads from the running kernel as a normal user and
 // checks that napi-set is refused with an error matching os.ErrPermission.
 func TestKernelUnprivileged(t *testing.T) {
-	if testing.Short() {
-		t.Skip("skipped with -short: talks to the running kernel")
-	}
-	if os.Geteuid() == 0 {
-		t.Skip("needs a non-root user: checks that napi-set without CAP_NET_ADMIN fails with EPERM (as root, TestKernelNAPI runs)")
-	}
-	c, err := DialCurrent()
-	if errors.Is(err, os.ErrNotExist) {
-		t.Skip(err)
-	}
-	require.NoError(t, err)
+	testenv.NeedNonRoot(t, "checks that napi-set without CAP_NET_ADMIN fails with EPERM (as root, TestKernelNAPI runs)")
+	c := dialCurrent(t)
 	defer c.Close()
 
 	fs, err := c.Features()
 	require.NoError(t, err, "the policy dump needs no privileges")
-	t.Logf("kernel %s: %v", kernelRelease(t), fs)
-	if err := fs.Missing(FeatureNAPISet); err != nil {
-		t.Skip(err)
-	}
+	t.Logf("kernel %s: %v", testenv.KernelRelease(t), fs)
+	testenv.SkipIfNotSupported(t, fs.Missing(FeatureNAPISet))
 	ns, err := c.NAPIs(0)
 	require.NoError(t, err, "napi-get needs no privileges")
 	t.Logf("NAPIs in this namespace: %d", len(ns))

@@ -435,13 +435,7 @@ func (c *Client) Restore(id uint32, s Settings) error {
 
 // parseNAPIs parses napi-get replies.
 func parseNAPIs(msgs []genetlink.Message) ([]NAPI, error) {
-	ns := make([]NAPI, 0, len(msgs))
-	for _, m := range msgs {
-		ad, err := netlink.NewAttributeDecoder(m.Data)
-		if err != nil {
-			return nil, err
-		}
-
+	return parseEach(msgs, func(ad *netlink.AttributeDecoder) (NAPI, error) {
 		var n NAPI
 		var haveID, haveIfIndex bool
 		for ad.Next() {
@@ -474,13 +468,30 @@ func parseNAPIs(msgs []genetlink.Message) ([]NAPI, error) {
 				n.Present |= AttrThreaded
 			}
 		}
+		if !haveID || !haveIfIndex {
+			return n, fmt.Errorf("reply without id or ifindex (id %d, ifindex %d)", n.ID, n.IfIndex)
+		}
+		return n, nil
+	})
+}
+
+// parseEach decodes the attributes of each reply in msgs with decode, which
+// says what a reply lacks; a decoding error comes first.
+func parseEach[T any](msgs []genetlink.Message, decode func(ad *netlink.AttributeDecoder) (T, error)) ([]T, error) {
+	out := make([]T, 0, len(msgs))
+	for _, m := range msgs {
+		ad, err := netlink.NewAttributeDecoder(m.Data)
+		if err != nil {
+			return nil, err
+		}
+		v, incomplete := decode(ad)
 		if err := ad.Err(); err != nil {
 			return nil, err
 		}
-		if !haveID || !haveIfIndex {
-			return nil, fmt.Errorf("reply without id or ifindex (id %d, ifindex %d)", n.ID, n.IfIndex)
+		if incomplete != nil {
+			return nil, incomplete
 		}
-		ns = append(ns, n)
+		out = append(out, v)
 	}
-	return ns, nil
+	return out, nil
 }

@@ -103,13 +103,7 @@ func queueDumpRequest(ifindex uint32) request {
 
 // parseQueues parses queue-get replies.
 func parseQueues(msgs []genetlink.Message) ([]Queue, error) {
-	qs := make([]Queue, 0, len(msgs))
-	for _, m := range msgs {
-		ad, err := netlink.NewAttributeDecoder(m.Data)
-		if err != nil {
-			return nil, err
-		}
-
+	return parseEach(msgs, func(ad *netlink.AttributeDecoder) (Queue, error) {
 		var q Queue
 		var haveID, haveIfIndex, haveType bool
 		for ad.Next() {
@@ -127,13 +121,9 @@ func parseQueues(msgs []genetlink.Message) ([]Queue, error) {
 				q.NAPIID = decodeU32(ad, "napi-id")
 			}
 		}
-		if err := ad.Err(); err != nil {
-			return nil, err
-		}
 		if !haveID || !haveIfIndex || !haveType {
-			return nil, fmt.Errorf("queue reply without id, ifindex or type (id %d, ifindex %d, type %v)", q.ID, q.IfIndex, q.Type)
+			return q, fmt.Errorf("queue reply without id, ifindex or type (id %d, ifindex %d, type %v)", q.ID, q.IfIndex, q.Type)
 		}
-		qs = append(qs, q)
-	}
-	return qs, nil
+		return q, nil
+	})
 }

@@ -13,6 +13,8 @@ import (
 	"github.com/mdlayher/netlink"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
+
+	"github.com/netdev-go/busypolltest/busypoll/testenv"
 )
 
 var record = flag.Bool("napi.record", false, "regenerate testdata/*.json from the running kernel (needs root)")
@@ -125,7 +127,7 @@ func recordOne(t *testing.T, c *Client, r request, comment string, facts recorde
 	facts.FamilyID = c.family
 	rec := recording{
 		Comment: comment,
-		Kernel:  kernelRelease(t),
+		Kernel:  testenv.KernelRelease(t),
 		Request: recordedRequest{
 			Family:  family,
 			Command: r.cmd,
@@ -191,11 +193,11 @@ func TestRecord(t *testing.T) {
 	if !*record {
 		t.Skip("regenerates testdata/ only with -napi.record (as root)")
 	}
-	requireRoot(t)
+	testenv.NeedRoot(t, "creates network namespaces and a veth pair and runs napi-set (CAP_NET_ADMIN)")
 
 	v := newTestVeth(t)
-	c := dialIn(t, v.server)
-	ifindex := uint32(v.pair.Server.Index)
+	c := dialIn(t, v.Server)
+	ifindex := uint32(v.Pair.Server.Index)
 	fs, err := c.Features()
 	require.NoError(t, err)
 	require.NoError(t, fs.Missing(FeatureNAPISet, FeatureDeferHardIRQs, FeatureGROFlushTimeout, FeatureIRQSuspendTimeout),
@@ -240,7 +242,7 @@ func TestRecord(t *testing.T) {
 
 	if fs.Has(FeatureThreaded) {
 		require.NoError(t, c.SetNAPI(id, Settings{Threaded: new(ThreadedEnabled)}))
-		pids := napiThreadPIDs(t, v.pair.Server.Name, id)
+		pids := napiThreadPIDs(t, v.Pair.Server.Name, id)
 		require.Len(t, pids, 1, "kernel threads named for NAPI %d", id)
 		facts.Threaded = ThreadedEnabled
 		facts.PID = pids[0]

@@ -22,9 +22,9 @@
 // ownership record on disk before creating it (see ReapOrphans, which
 // deletes the devices of owners that are gone: a process killed with
 // SIGKILL), and keeps a registry of the process's devices, which DeleteAll
-// and InstallEmergencyCleanup use when a signal or a test timeout would
-// skip the normal cleanup. Random ids keep concurrent and later runs from
-// colliding.
+// and EmergencyCleanup (installed with busypoll/emergency) use when a signal
+// or a test timeout would skip the normal cleanup. Random ids keep
+// concurrent and later runs from colliding.
 package netdevsim
 
 import (
@@ -51,7 +51,7 @@ const (
 )
 
 // Namespace is a network namespace held by a file descriptor of this process.
-// busypoll/netns.NetNS satisfies it. A nil Namespace means the namespace of
+// busypoll/namespace.NetNS satisfies it. A nil Namespace means the namespace of
 // the calling goroutine's thread.
 type Namespace interface {
 	// FD returns the namespace's file descriptor (a nsfs fd, as from

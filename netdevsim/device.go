@@ -37,7 +37,7 @@ const (
 // Port is one netdev of a device.
 type Port struct {
 	// Index is the port's position on its device, 0 to ports-1 in the
-	// kernel's creation order (phys_port_name p1, p2, ...).
+	// kernel's creation order (ifindex order).
 	Index int
 	// Name is the netdev's name when NewDevice found it. In a namespace
 	// where udev runs (the initial one) it may be renamed afterwards;

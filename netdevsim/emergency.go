@@ -11,12 +11,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"runtime"
 	"slices"
 	"sync"
-	"syscall"
-	"time"
 )
 
 // ErrClosed is returned by NewDevice after DeleteAll: the process is
@@ -109,112 +105,12 @@ func (d *Device) deleteForEmergency() (bool, error) {
 	return true, d.Delete()
 }
 
-// emergencySignals end a test binary without its cleanup: ^C, kill, a
-// closed terminal, and SIGQUIT, which the go command sends to a test binary
-// that outlives -timeout by a minute.
-var emergencySignals = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT}
-
-// InstallEmergencyCleanup makes a test binary delete its devices when it
-// would otherwise leave them behind: on SIGINT, SIGTERM and SIGHUP it
-// deletes them all (DeleteAll), writes what it did to stderr and exits with
-// status 2; on SIGQUIT it first prints every goroutine's stack, as the
-// runtime's SIGQUIT handler would, then does the same; the cleanup after a
-// signal gets at most EmergencyLimit;
-// and if timeout (the binary's -test.timeout) is positive, it deletes them
-// all shortly before it expires (a tenth of it, at most 5 s, before),
-// since the testing package's timeout panic runs no cleanup. After that,
-// NewDevice fails, so later devices are not left behind either. The
-// messages say "interrupted by SIGNAL" and "-test.timeout is about to
-// expire". stop undoes it.
-//
-// Each function in also runs first, with the reason, in both cases: the
-// test binary's other things to put back (lent ports, say).
-func InstallEmergencyCleanup(timeout time.Duration, also ...func(why string)) (stop func()) {
-	first := func(why string) {
-		for _, f := range also {
-			f(why)
-		}
-	}
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, emergencySignals...)
-	done := make(chan struct{})
-	go func() {
-		select {
-		case s := <-sigs:
-			onSignal(os.Stderr, s, EmergencyLimit, first, DeleteAll)
-			signal.Reset(emergencySignals...)
-			fmt.Fprintf(os.Stderr, "netdevsim: interrupted by %v\n", s)
-			os.Exit(2)
-		case <-done:
-		}
-	}()
-	var watchdog *time.Timer
-	if timeout > 0 {
-		margin := min(timeout/10, 5*time.Second)
-		watchdog = time.AfterFunc(timeout-margin, func() {
-			first("-test.timeout is about to expire")
-			emergencyReport("-test.timeout is about to expire", DeleteAll)
-		})
-	}
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			signal.Stop(sigs)
-			close(done)
-			if watchdog != nil {
-				watchdog.Stop()
-			}
-		})
-	}
-}
-
-// EmergencyLimit bounds the emergency cleanup after a signal: a cleanup
-// stuck in the kernel (rtnl, sysfs) must not keep the process from
-// ending. After it the process exits without it.
-const EmergencyLimit = 10 * time.Second
-
-// onSignal is what a signal in emergencySignals does, writing to w: for
-// SIGQUIT first every goroutine's stack, as the runtime's own SIGQUIT
-// handler prints it ("SIGQUIT: quit" and the dump), so that a hang in the
-// cleanup cannot keep it from the user; then the cleanup (first, then
-// deleteAll), given at most limit. It reports whether the cleanup
-// finished.
-func onSignal(w io.Writer, s os.Signal, limit time.Duration, first func(string), deleteAll func(string) ([]int, error)) bool {
-	why := "got " + s.String()
-	if s == syscall.SIGQUIT {
-		fmt.Fprintf(w, "netdevsim: %v: the goroutine dump follows\nSIGQUIT: quit\n\n%s\n", s, allStacks())
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		first(why)
-		emergencyReportTo(w, why, deleteAll)
-	}()
-	select {
-	case <-done:
-		return true
-	case <-time.After(limit):
-		fmt.Fprintf(w, "netdevsim: %s: the emergency cleanup did not finish within %v; ending without it (netdevsim devices may be left: the next run reaps them)\n", why, limit)
-		return false
-	}
-}
-
-// allStacks is every goroutine's stack.
-func allStacks() []byte {
-	buf := make([]byte, 1<<16)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			return buf[:n]
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-}
-
-// emergencyReport runs deleteAll and says on stderr what it did.
-func emergencyReport(why string, deleteAll func(string) ([]int, error)) {
-	emergencyReportTo(os.Stderr, why, deleteAll)
-}
+// EmergencyCleanup deletes every device of this process (DeleteAll) and
+// says on stderr what it did, with why. It is netdevsim's part of a test
+// binary's emergency cleanup (busypoll/emergency.Install), for a process
+// about to end without its normal cleanup: after it, NewDevice fails, so
+// later devices are not left behind either.
+func EmergencyCleanup(why string) { emergencyReportTo(os.Stderr, why, DeleteAll) }
 
 // emergencyReportTo runs deleteAll and says on w what it did.
 func emergencyReportTo(w io.Writer, why string, deleteAll func(string) ([]int, error)) {

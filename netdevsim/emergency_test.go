@@ -2,16 +2,15 @@ package netdevsim
 
 import (
 	"context"
-	"os"
 	"path/filepath"
-	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/netdev-go/busypolltest/busypoll/emergency"
+	"github.com/netdev-go/busypolltest/busypoll/testenv"
 )
 
 // reopen undoes DeleteAll's refusal when the test ends.
@@ -125,7 +124,7 @@ func TestEmergencyWatchdogDeletesAndKeepsProtecting(t *testing.T) {
 	k.bus.randID = ids(t, 3100031, 3100032)
 	d, err := k.bus.NewDevice(context.Background(), nil, 1, 1)
 	require.NoError(t, err)
-	stop := InstallEmergencyCleanup(200 * time.Millisecond) // fires 20 ms early
+	stop := emergency.Install(200*time.Millisecond, EmergencyCleanup) // fires 20 ms early
 	defer stop()
 	require.Eventually(t, func() bool { return len(Live()) == 0 }, 5*time.Second, 5*time.Millisecond)
 	assert.NoDirExists(t, k.bus.DevicePath(d.ID))
@@ -139,7 +138,7 @@ func TestEmergencyWatchdogDeletesAndKeepsProtecting(t *testing.T) {
 func TestEmergencyStopDisarms(t *testing.T) {
 	k := newFake(t)
 	k.bus.randID = ids(t, 3100041)
-	stop := InstallEmergencyCleanup(50 * time.Millisecond)
+	stop := emergency.Install(50*time.Millisecond, EmergencyCleanup)
 	stop()
 	d, err := k.bus.NewDevice(context.Background(), nil, 1, 1)
 	require.NoError(t, err)
@@ -148,73 +147,9 @@ func TestEmergencyStopDisarms(t *testing.T) {
 	require.NoError(t, d.Delete())
 }
 
-// TestOnSignal: SIGQUIT prints the goroutine dump before the emergency
-// cleanup runs, and a cleanup that hangs is given up after the limit.
-func TestOnSignal(t *testing.T) {
-	tests := []struct {
-		name     string
-		sig      os.Signal
-		hang     bool
-		wantDump bool
-		wantDone bool
-	}{
-		{"SIGQUIT: dump, then cleanup", syscall.SIGQUIT, false, true, true},
-		{"SIGQUIT, cleanup hangs: dump all the same", syscall.SIGQUIT, true, true, false},
-		{"SIGTERM: cleanup, no dump", syscall.SIGTERM, false, false, true},
-		{"SIGINT, cleanup hangs: given up", syscall.SIGINT, true, false, false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var out lockedWriter
-			release := make(chan struct{})
-			defer close(release)
-			deleteAll := func(string) ([]int, error) {
-				out.WriteString("CLEANUP STARTS\n")
-				if tt.hang {
-					<-release
-				}
-				return []int{7}, nil
-			}
-			begin := time.Now()
-			done := onSignal(&out, tt.sig, 100*time.Millisecond, func(string) {}, deleteAll)
-			assert.Equal(t, tt.wantDone, done)
-			assert.Less(t, time.Since(begin), 5*time.Second, "the limit holds")
-			got := out.String()
-			cleanup := strings.Index(got, "CLEANUP STARTS")
-			require.GreaterOrEqual(t, cleanup, 0, "the cleanup ran: %s", got)
-			dump := strings.Index(got, "goroutine dump follows\nSIGQUIT: quit\n\ngoroutine ")
-			if tt.wantDump {
-				require.GreaterOrEqual(t, dump, 0, "a goroutine dump: %s", got)
-				assert.Less(t, dump, cleanup, "the dump comes before the cleanup")
-				assert.Contains(t, got, "TestOnSignal", "the dump has the test's own goroutine")
-			} else {
-				assert.Less(t, dump, 0, "no dump")
-			}
-			if tt.wantDone {
-				assert.Contains(t, got, "deleted 1 netdevsim device(s) of this process [7]")
-			} else {
-				assert.Contains(t, got, "the emergency cleanup did not finish within 100ms")
-			}
-		})
-	}
-}
-
-// lockedWriter is a strings.Builder for two goroutines.
-type lockedWriter struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedWriter) WriteString(s string) { _, _ = l.Write([]byte(s)) }
-
-func (l *lockedWriter) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+// TestEmergencyReport: the cleanup says what it deleted, and what failed.
+func TestEmergencyReport(t *testing.T) {
+	var out testenv.SyncBuffer
+	emergencyReportTo(&out, "got terminated", func(string) ([]int, error) { return []int{7}, nil })
+	assert.Equal(t, "netdevsim: got terminated: deleted 1 netdevsim device(s) of this process [7]; no new ones will be made\n", out.String())
 }

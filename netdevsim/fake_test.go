@@ -250,7 +250,6 @@ func (k *fakeKernel) netdevs(ns Namespace, id int) ([]netdev, error) {
 			Port:      Port{Index: i, Name: "eth" + strconv.Itoa(ifindex), IfIndex: ifindex},
 			parent:    "netdevsim" + strconv.Itoa(id),
 			parentBus: "netdevsim",
-			portName:  "p" + strconv.Itoa(i+1),
 			rxQueues:  q,
 		})
 	}

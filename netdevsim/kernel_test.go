@@ -17,19 +17,16 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/netdev-go/busypolltest/busypoll/netns"
+	"github.com/netdev-go/busypolltest/busypoll/namespace"
+	"github.com/netdev-go/busypolltest/busypoll/testenv"
+	"github.com/netdev-go/busypolltest/busypoll/testnet"
 	"github.com/netdev-go/busypolltest/netdevsim"
 )
 
 // requireNetdevsim skips unless the kernel tests can run here.
 func requireNetdevsim(t *testing.T) *netdevsim.Bus {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("-short: skipping tests that create netdevsim devices in the running kernel")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: writes to /sys/bus/netdevsim and creates network namespaces")
-	}
+	testenv.NeedRoot(t, "creates netdevsim devices in the running kernel (writes to /sys/bus/netdevsim) and network namespaces")
 	if err := netdevsim.Available(); err != nil {
 		if errors.Is(err, netdevsim.ErrUnavailable) {
 			t.Skip(err)
@@ -52,16 +49,8 @@ func reap(t *testing.T, bus *netdevsim.Bus) {
 }
 
 // newNS creates a namespace closed at cleanup.
-func newNS(t *testing.T, label string) *netns.NetNS {
-	t.Helper()
-	ns, err := netns.New(label)
-	require.NoError(t, err)
-	t.Cleanup(func() { assert.NoError(t, ns.Close()) })
-	return ns
-}
-
 // linkByIndex looks a link up through the rtnetlink handle of ns.
-func linkByIndex(ns *netns.NetNS, ifindex int) (l netlink.Link, err error) {
+func linkByIndex(ns *namespace.NetNS, ifindex int) (l netlink.Link, err error) {
 	err = ns.Netlink(func(h *netlink.Handle) error {
 		l, err = h.LinkByIndex(ifindex)
 		return err
@@ -97,7 +86,7 @@ func onBus(t *testing.T, bus *netdevsim.Bus, id int) bool {
 }
 
 // waitLowerUp polls until the link's IFF_LOWER_UP equals want, or fails.
-func waitLowerUp(t *testing.T, ns *netns.NetNS, ifindex int, want bool) {
+func waitLowerUp(t *testing.T, ns *namespace.NetNS, ifindex int, want bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -117,8 +106,8 @@ func waitLowerUp(t *testing.T, ns *netns.NetNS, ifindex int, want bool) {
 
 func TestNetdevsimKernelLifecycle(t *testing.T) {
 	bus := requireNetdevsim(t)
-	nsA := newNS(t, "nsim-a")
-	nsB := newNS(t, "nsim-b")
+	nsA := testnet.NetNS(t, "nsim-a")
+	nsB := testnet.NetNS(t, "nsim-b")
 
 	a := newDevice(t, bus, nsA, 1, 1)
 	b := newDevice(t, bus, nsB, 2, 3)
@@ -132,7 +121,7 @@ func TestNetdevsimKernelLifecycle(t *testing.T) {
 	// the queue counts asked for, and nowhere else.
 	for _, c := range []struct {
 		d      *netdevsim.Device
-		ns     *netns.NetNS
+		ns     *namespace.NetNS
 		queues int
 	}{{a, nsA, 1}, {b, nsB, 3}} {
 		for _, p := range c.d.Ports {
@@ -188,7 +177,7 @@ func TestNetdevsimKernelLifecycle(t *testing.T) {
 
 func TestNetdevsimKernelErrnos(t *testing.T) {
 	bus := requireNetdevsim(t)
-	nsA := newNS(t, "nsim-errno")
+	nsA := testnet.NetNS(t, "nsim-errno")
 	a := newDevice(t, bus, nsA, 1, 1)
 
 	// A second bus whose first pick is taken must move on to a free id.
@@ -233,7 +222,7 @@ func TestNetdevsimKernelErrnos(t *testing.T) {
 // deletes it from the real bus, and nothing else.
 func TestNetdevsimKernelReapsOrphans(t *testing.T) {
 	bus := requireNetdevsim(t)
-	ns := newNS(t, "nsim-orphan")
+	ns := testnet.NetNS(t, "nsim-orphan")
 	mine := newDevice(t, bus, ns, 1, 1)
 
 	killed := netdevsim.NewBus(netdevsim.DefaultRoot)

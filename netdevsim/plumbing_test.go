@@ -13,6 +13,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/netdev-go/busypolltest/busypoll/testenv"
+	"github.com/netdev-go/busypolltest/busypoll/testnet"
 	"github.com/netdev-go/busypolltest/netdevsim"
 )
 
@@ -21,17 +23,12 @@ import (
 // target namespace, that the netdevs are looked for there with rtnetlink,
 // and that del_device is written from the caller's namespace.
 func TestNetdevsimNamespacePlumbing(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short: skipping a test that creates a network namespace")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates a network namespace")
-	}
+	testenv.NeedRootNetNS(t)
 	root := t.TempDir()
 	for _, f := range []string{"new_device", "del_device", "link_device", "unlink_device"} {
 		require.NoError(t, os.WriteFile(filepath.Join(root, f), nil, 0o600))
 	}
-	ns := newNS(t, "nsim-plumbing")
+	ns := testnet.NetNS(t, "nsim-plumbing")
 	inNS, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", ns.FD()))
 	require.NoError(t, err)
 	here, err := os.Readlink("/proc/thread-self/ns/net")

@@ -45,6 +45,7 @@ type owner struct {
 // name is the record file's name, PID-START.json.
 func (o owner) name() string { return fmt.Sprintf("%d-%d.json", o.pid, o.start) }
 
+// String names the owner: its pid and start time.
 func (o owner) String() string { return fmt.Sprintf("pid %d (started at tick %d)", o.pid, o.start) }
 
 // parseRecordName parses PID-START.json; tmp reports the temporary name

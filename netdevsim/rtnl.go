@@ -1,13 +1,11 @@
 package netdevsim
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"runtime"
 	"slices"
 	"strconv"
-	"strings"
 
 	mdnetlink "github.com/mdlayher/netlink"
 	"github.com/vishvananda/netlink"
@@ -20,15 +18,15 @@ type netdev struct {
 	Port
 	parent    string // IFLA_PARENT_DEV_NAME, "netdevsimID"
 	parentBus string // IFLA_PARENT_DEV_BUS_NAME, "netdevsim"
-	portName  string // IFLA_PHYS_PORT_NAME, "pN"
 	rxQueues  int    // IFLA_NUM_RX_QUEUES
 }
 
-// ifinfomsgLen is sizeof(struct ifinfomsg).
+// ifinfomsgLen is sizeof(struct ifinfomsg), the head of an rtnetlink link
+// message (Available reads one).
 const ifinfomsgLen = 16
 
 // netlinker is a Namespace with an rtnetlink handle of its own, as
-// busypoll/netns.NetNS has.
+// busypoll/namespace.NetNS has.
 type netlinker interface {
 	Netlink(f func(h *netlink.Handle) error) error
 }
@@ -104,11 +102,6 @@ func listNetdevs(ns Namespace, id int) ([]netdev, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(mine) > 0 {
-		if err := physPortNames(ns, mine); err != nil {
-			return nil, err
-		}
-	}
 	return portsOf(mine, id), nil
 }
 
@@ -139,101 +132,13 @@ func ofDevice(all []netdev, id int) []netdev {
 	return out
 }
 
-// physPortNames fills in the IFLA_PHYS_PORT_NAME of nds, which
-// vishvananda/netlink does not decode, with one RTM_GETLINK per netdev in
-// ns. A netdev that is gone by then keeps an empty name.
-func physPortNames(ns Namespace, nds []netdev) error {
-	c, err := dialRoute(ns)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	for i := range nds {
-		req := make([]byte, ifinfomsgLen) // AF_UNSPEC
-		binary.NativeEndian.PutUint32(req[4:8], uint32(nds[i].IfIndex))
-		msgs, err := c.Execute(mdnetlink.Message{
-			Header: mdnetlink.Header{Type: unix.RTM_GETLINK, Flags: mdnetlink.Request},
-			Data:   req,
-		})
-		if errors.Is(err, unix.ENODEV) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("rtnetlink get link %d: %w", nds[i].IfIndex, err)
-		}
-		for _, m := range msgs {
-			if m.Header.Type != unix.RTM_NEWLINK {
-				continue
-			}
-			name, err := parsePhysPortName(m.Data)
-			if err != nil {
-				return err
-			}
-			nds[i].portName = name
-		}
-	}
-	return nil
-}
-
-// parsePhysPortName returns the IFLA_PHYS_PORT_NAME of the body of an
-// RTM_NEWLINK message, or "" if it has none.
-func parsePhysPortName(b []byte) (string, error) {
-	if len(b) < ifinfomsgLen {
-		return "", fmt.Errorf("rtnetlink: link message of %d bytes, shorter than ifinfomsg (%d)", len(b), ifinfomsgLen)
-	}
-	ifindex := int32(binary.NativeEndian.Uint32(b[4:8]))
-	ad, err := mdnetlink.NewAttributeDecoder(b[ifinfomsgLen:])
-	if err != nil {
-		return "", fmt.Errorf("rtnetlink: link %d: %w", ifindex, err)
-	}
-	var name string
-	for ad.Next() {
-		if ad.Type() == unix.IFLA_PHYS_PORT_NAME {
-			name = ad.String()
-		}
-	}
-	if err := ad.Err(); err != nil {
-		return "", fmt.Errorf("rtnetlink: link %d: %w", ifindex, err)
-	}
-	return name, nil
-}
-
-// portsOf picks the netdevs of device id and numbers them: by the number in
-// their phys_port_name ("p1", "p2", ...) when all have one, else by ifindex
-// (the kernel creates a device's ports in order, and ifindexes grow).
+// portsOf picks the netdevs of device id and numbers them in ifindex order:
+// the kernel creates a device's ports in order, and ifindexes grow.
 func portsOf(all []netdev, id int) []netdev {
 	out := ofDevice(all, id)
-	byName := true
-	for _, nd := range out {
-		if _, ok := portNumber(nd.portName); !ok {
-			byName = false
-		}
-	}
-	slices.SortFunc(out, func(a, b netdev) int {
-		if byName {
-			na, _ := portNumber(a.portName)
-			nb, _ := portNumber(b.portName)
-			if na != nb {
-				return na - nb
-			}
-		}
-		return a.IfIndex - b.IfIndex
-	})
+	slices.SortFunc(out, func(a, b netdev) int { return a.IfIndex - b.IfIndex })
 	for i := range out {
 		out[i].Index = i
 	}
 	return out
-}
-
-// portNumber parses a physical port name "pN".
-func portNumber(name string) (int, bool) {
-	s, ok := strings.CutPrefix(name, "p")
-	if !ok {
-		return 0, false
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 0 {
-		return 0, false
-	}
-	return n, true
 }

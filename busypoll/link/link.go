@@ -13,7 +13,7 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/netdev-go/busypolltest/busypoll/netns"
+	"github.com/netdev-go/busypolltest/busypoll/namespace"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -51,7 +51,7 @@ func UniqueNames(serverPrefix, clientPrefix string) (server, client string) {
 
 // Rename gives the device ifindex in ns the name name. The device must be
 // down (the kernel refuses to rename a running device with EBUSY).
-func Rename(ns *netns.NetNS, ifindex int, name string) error {
+func Rename(ns *namespace.NetNS, ifindex int, name string) error {
 	return ns.Netlink(func(h *netlink.Handle) error {
 		l, err := h.LinkByIndex(ifindex)
 		if err != nil {
@@ -73,7 +73,7 @@ const linkUpTimeout = 5 * time.Second
 
 // Link is one network device in a namespace.
 type Link struct {
-	NS    *netns.NetNS
+	NS    *namespace.NetNS
 	Name  string
 	Index int
 	Addr  netip.Prefix
@@ -91,7 +91,7 @@ type VethPair struct {
 // at the client (TCP would otherwise hand veth 64 KiB segments that bypass
 // GRO), brings both ends and both loopbacks up, and waits until both ends
 // report a carrier. The pair disappears with the namespaces.
-func NewVethPair(server, client *netns.NetNS, serverAddr, clientAddr netip.Prefix) (VethPair, error) {
+func NewVethPair(server, client *namespace.NetNS, serverAddr, clientAddr netip.Prefix) (VethPair, error) {
 	for _, a := range []netip.Prefix{serverAddr, clientAddr} {
 		if !a.IsValid() {
 			return VethPair{}, fmt.Errorf("link: veth address %v is not a valid prefix", a)
@@ -99,7 +99,7 @@ func NewVethPair(server, client *netns.NetNS, serverAddr, clientAddr netip.Prefi
 	}
 	clientFD := client.FD()
 	if clientFD < 0 {
-		return VethPair{}, fmt.Errorf("%w: %s", netns.ErrClosed, client)
+		return VethPair{}, fmt.Errorf("%w: %s", namespace.ErrClosed, client)
 	}
 	var serverIndex, clientIndex int
 	serverName, clientName := vethNames()
@@ -155,7 +155,7 @@ func NewVethPair(server, client *netns.NetNS, serverAddr, clientAddr netip.Prefi
 // New takes the existing device ifindex in ns into use for a test: it
 // assigns addr, brings the device and the namespace's loopback up, and returns
 // the device with its name. It does not wait for a carrier (WaitCarrier).
-func New(ns *netns.NetNS, ifindex int, addr netip.Prefix) (Link, error) {
+func New(ns *namespace.NetNS, ifindex int, addr netip.Prefix) (Link, error) {
 	l := Link{NS: ns, Index: ifindex, Addr: addr}
 	if !addr.IsValid() {
 		return Link{}, fmt.Errorf("link: address %v for ifindex %d is not a valid prefix", addr, ifindex)
@@ -195,7 +195,7 @@ func New(ns *netns.NetNS, ifindex int, addr netip.Prefix) (Link, error) {
 }
 
 // IndexOf returns the ifindex of the device name in ns.
-func IndexOf(ns *netns.NetNS, name string) (int, error) {
+func IndexOf(ns *namespace.NetNS, name string) (int, error) {
 	var index int
 	err := ns.Netlink(func(h *netlink.Handle) error {
 		link, err := h.LinkByName(name)

@@ -1,87 +1,62 @@
-package link
+package link_test
 
 import (
-	"errors"
 	"net/netip"
 	"testing"
 
-	"github.com/netdev-go/busypolltest/busypoll/internal/testenv"
-	"github.com/netdev-go/busypolltest/busypoll/netns"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/sys/unix"
+
+	"github.com/netdev-go/busypolltest/busypoll/link"
+	"github.com/netdev-go/busypolltest/busypoll/testenv"
+	"github.com/netdev-go/busypolltest/busypoll/testnet"
 )
-
-// skipIfNoVeth skips when NewVethPair failed because the kernel has no veth.
-func skipIfNoVeth(t *testing.T, err error) {
-	t.Helper()
-	if errors.Is(err, ErrNoVeth) {
-		t.Skipf("%v", err)
-	}
-}
-
-// newTestNetNS creates a namespace that is released when the test ends.
-func newTestNetNS(t *testing.T, label string) *netns.NetNS {
-	t.Helper()
-	ns, err := netns.New(label)
-	require.NoError(t, err)
-	t.Cleanup(func() { assert.NoError(t, ns.Close()) })
-	return ns
-}
 
 func TestNewVethPair(t *testing.T) {
 	testenv.NeedRootNetNS(t)
-	srv := newTestNetNS(t, "veth-sv")
-	cli := newTestNetNS(t, "veth-cl")
-	p, err := NewVethPair(srv, cli,
-		netip.MustParsePrefix("10.111.0.1/24"), netip.MustParsePrefix("10.111.0.2/24"))
-	skipIfNoVeth(t, err)
-	require.NoError(t, err)
+	v := testnet.NewVeth(t, "veth", netip.MustParsePrefix("10.111.0.1/24"), netip.MustParsePrefix("10.111.0.2/24"))
+	p := v.Pair
 	assert.NotZero(t, p.Server.Index)
 	assert.NotZero(t, p.Client.Index)
 
 	for _, c := range []struct {
-		link Link
-		o    Offload
+		l    link.Link
+		o    link.Offload
 		want uint32
 	}{
-		{p.Server, GRO, 1},
-		{p.Client, TSO, 0},
+		{p.Server, link.GRO, 1},
+		{p.Client, link.TSO, 0},
 	} {
 		var got uint32
-		require.NoError(t, c.link.NS.Do(func() error {
-			fd, err := ethtoolSocket()
-			if err != nil {
-				return err
-			}
-			defer unix.Close(fd)
-			return ethtoolValueIoctl(fd, c.link.Name, offloadCmds[c.o].get, &got)
+		require.NoError(t, c.l.NS.Do(func() (err error) {
+			got, err = link.OffloadOf(c.l.Name, c.o)
+			return err
 		}))
-		assert.Equal(t, c.want, got, "%s of %s", c.o, c.link.Name)
+		assert.Equal(t, c.want, got, "%s of %s", c.o, c.l.Name)
 	}
 
 	// A link flap: down loses the carrier, up gets it back.
 	require.NoError(t, p.Server.SetUp(false))
 	assert.Error(t, p.Server.WaitCarrier(0))
 	require.NoError(t, p.Server.SetUp(true))
-	assert.NoError(t, p.Server.WaitCarrier(linkUpTimeout))
+	assert.NoError(t, p.Server.WaitCarrier(link.LinkUpTimeout))
 }
 
 func TestSetOffloadErrors(t *testing.T) {
 	testenv.NeedRootNetNS(t)
-	ns := newTestNetNS(t, "offload")
+	ns := testnet.NetNS(t, "offload")
 	tests := []struct {
 		name, ifname string
-		o            Offload
+		o            link.Offload
 		wantErr      string
 	}{
-		{"missing device", "nosuchdev0", GRO, "nosuchdev0"},
-		{"name too long", "abcdefghijklmnopq", GRO, "longer than 15 bytes"},
-		{"unknown offload", "lo", Offload(99), "unknown offload 99"},
+		{"missing device", "nosuchdev0", link.GRO, "nosuchdev0"},
+		{"name too long", "abcdefghijklmnopq", link.GRO, "longer than 15 bytes"},
+		{"unknown offload", "lo", link.Offload(99), "unknown offload 99"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := ns.Do(func() error { return SetOffload(tt.ifname, tt.o, true) })
+			err := ns.Do(func() error { return link.SetOffload(tt.ifname, tt.o, true) })
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tt.wantErr)
 		})
@@ -90,10 +65,10 @@ func TestSetOffloadErrors(t *testing.T) {
 
 func TestIndexOf(t *testing.T) {
 	testenv.NeedRootNetNS(t)
-	ns := newTestNetNS(t, "indexof")
-	idx, err := IndexOf(ns, "lo")
+	ns := testnet.NetNS(t, "indexof")
+	idx, err := link.IndexOf(ns, "lo")
 	require.NoError(t, err)
 	assert.Equal(t, 1, idx, "lo is the first device of a namespace")
-	_, err = IndexOf(ns, "nosuchdev0")
+	_, err = link.IndexOf(ns, "nosuchdev0")
 	assert.ErrorContains(t, err, "nosuchdev0")
 }

@@ -10,8 +10,8 @@ import (
 	"github.com/netdev-go/busypolltest/busypoll"
 )
 
-// The suspension rule (README, "How check 4 decides"). Over the transfers of
-// one comparison:
+// The suspension rule (package documentation, "Suspension against its
+// control"). Over the transfers of one comparison:
 //
 //   - the suspend arm busy-polled more than the control arm by more than
 //     chance: in an exact Wilcoxon rank-sum test of the per-transfer

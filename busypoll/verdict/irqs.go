@@ -10,8 +10,8 @@ import (
 // interrupt rate that deferral must lower.
 const ArmBaseline Arm = "baseline"
 
-// The interrupt rules (README, "The nic backend"), over the transfers of one
-// comparison, on the receiving NAPI's interrupt line:
+// The interrupt rules (package documentation, "Interrupts"), over the
+// transfers of one comparison, on the receiving NAPI's interrupt line:
 //
 //   - deferral works: the control arm (defer-hard-irqs and
 //     gro-flush-timeout on, no suspension) raised at most DeferralRatio
@@ -23,27 +23,22 @@ const ArmBaseline Arm = "baseline"
 //     (rank-sum p ≤ SuspendAlpha that it raised more fails). Fewer is what
 //     suspension is for; whether it was is reported, not required: with
 //     deferral on, a transfer raises about one interrupt (the first packet
-//     after an idle NAPI), which suspension cannot remove (measured on
-//     virtio-net in the VM: 4 to 8 per 8 transfers either way, against
-//     about 105 without deferral).
+//     after an idle NAPI), which suspension cannot remove (what virtio-net
+//     raised in the VM is in testdata/README.md).
 const DeferralRatio = 0.5
 
 // irqTotal adds up the interrupts and rx packets of an arm.
 type irqTotal struct {
-	transfers      int
-	irqs, packets  uint64
+	Total
+	irqs           uint64
 	perTransferPPM []uint64 // interrupts per million packets, per transfer
 }
 
+// irqSum adds up the interrupts and rx packets of arm a in ts.
 func irqSum(ts []Transfer, a Arm) irqTotal {
-	var s irqTotal
-	for _, t := range ts {
-		if t.Arm != a {
-			continue
-		}
-		s.transfers++
+	s := irqTotal{Total: Sum(ts, a)}
+	for _, t := range ofArm(ts, a) {
 		s.irqs += t.IRQs
-		s.packets += t.RxPackets
 		ppm := uint64(0)
 		if t.RxPackets > 0 {
 			ppm = t.IRQs * 1_000_000 / t.RxPackets
@@ -53,10 +48,11 @@ func irqSum(ts []Transfer, a Arm) irqTotal {
 	return s
 }
 
-func (s irqTotal) rate() float64 { return share(s.irqs, s.packets) }
+func (s irqTotal) rate() float64 { return share(s.irqs, s.RxPackets) }
 
+// String sums the arm up for the log.
 func (s irqTotal) String() string {
-	return fmt.Sprintf("%d IRQs for %d rx packets in %d transfers (%.4f per packet)", s.irqs, s.packets, s.transfers, s.rate())
+	return fmt.Sprintf("%d IRQs for %d rx packets in %d transfers (%.4f per packet)", s.irqs, s.RxPackets, s.Transfers, s.rate())
 }
 
 // Deferral checks that defer-hard-irqs and gro-flush-timeout lowered the
@@ -71,8 +67,8 @@ func belowBaseline(ts []Transfer, a Arm, failure, what string) (string, error) {
 	b, c := irqSum(ts, ArmBaseline), irqSum(ts, a)
 	p := RankSumP(b.perTransferPPM, c.perTransferPPM)
 	summary := fmt.Sprintf("interrupts without deferral %v, %s %v, rank-sum p=%.5f", b, what, c, p)
-	if b.transfers == 0 || c.transfers == 0 {
-		return summary, fmt.Errorf("interrupt comparison needs transfers in both arms: %d baseline, %d %s", b.transfers, c.transfers, a)
+	if b.Transfers == 0 || c.Transfers == 0 {
+		return summary, fmt.Errorf("interrupt comparison needs transfers in both arms: %d baseline, %d %s", b.Transfers, c.Transfers, a)
 	}
 	var why []string
 	if c.rate() > DeferralRatio*b.rate() {
@@ -104,7 +100,7 @@ func SuspensionIRQs(ts []Transfer) (string, error) {
 	if err != nil {
 		return summary, err
 	}
-	if c.transfers == 0 {
+	if c.Transfers == 0 {
 		return summary, fmt.Errorf("suspension comparison needs control transfers")
 	}
 	if more <= SuspendAlpha && s.rate() > c.rate() {

@@ -1,47 +1,7 @@
 package verdict
 
-import (
-	"strconv"
-	"strings"
-)
+import "github.com/netdev-go/busypolltest/busypoll/kernelfeature"
 
-// KernelAtLeast reports whether a kernel release such as "6.18.44-fc" or
-// "7.3.4+deb13-amd64" is at or above the version since, such as "6.13". A
-// release it cannot read counts as older: the caller then skips as on an old
-// kernel instead of calling a regression what it cannot tell.
-func KernelAtLeast(release, since string) bool {
-	have, ok := majorMinor(release)
-	want, ok2 := majorMinor(since)
-	if !ok || !ok2 {
-		return false
-	}
-	if have[0] != want[0] {
-		return have[0] > want[0]
-	}
-	return have[1] >= want[1]
-}
-
-// majorMinor reads the leading "MAJOR.MINOR" of a release.
-func majorMinor(release string) ([2]int, bool) {
-	var v [2]int
-	parts := strings.SplitN(release, ".", 3)
-	if len(parts) < 2 {
-		return v, false
-	}
-	for i := range 2 {
-		p := parts[i]
-		end := 0
-		for end < len(p) && p[end] >= '0' && p[end] <= '9' {
-			end++
-		}
-		if end == 0 {
-			return v, false
-		}
-		n, err := strconv.Atoi(p[:end])
-		if err != nil {
-			return v, false
-		}
-		v[i] = n
-	}
-	return v, true
-}
+// KernelAtLeast is kernelfeature.AtLeast, kept for vm/kernelmatrix, which
+// reads its recordings with it.
+func KernelAtLeast(release, since string) bool { return kernelfeature.AtLeast(release, since) }

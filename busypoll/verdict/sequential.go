@@ -5,8 +5,8 @@ import (
 	"strings"
 )
 
-// The sequential suspension rule (README, "How check 4 decides"). A
-// comparison adds interleaved pairs (one suspend, one control transfer)
+// The sequential suspension rule (package documentation, "Suspension
+// against its control"). A comparison adds interleaved pairs (one suspend, one control transfer)
 // and looks at the measurements after each number of pairs in its schedule
 // of Looks. At a look it passes if the exact rank-sum p of all the pairs so
 // far is at most that look's Alpha and the effect is not a trace (the share
@@ -69,6 +69,7 @@ const (
 	Fail
 )
 
+// String names the decision: "continue", "pass" or "fail".
 func (d Decision) String() string {
 	return [...]string{"continue", "pass", "fail"}[d]
 }

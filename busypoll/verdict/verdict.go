@@ -1,14 +1,3 @@
-// Package verdict holds the rules by which TestBusyPoll decides, from
-// measurements alone, whether a run proved what it claims: that the stream
-// arrived intact through the configured NAPI, that busy polling came from the
-// epoll parameters and nothing else, and that IRQ suspension made a measured
-// difference against a control.
-//
-// The rules take plain measurements (Transfer records, counters, CPU times),
-// so that they can be fed the measurements of broken cases (suspension made
-// ineffective, busy polling from a sysctl, a wrong NAPI id, a short stream)
-// and shown to fail; the records in the repository's testdata/ come from real
-// runs. Each error says what was compared, the numbers and the limit.
 package verdict
 
 import (
@@ -88,15 +77,23 @@ type Total struct {
 // Sum adds up the transfers of arm a in ts.
 func Sum(ts []Transfer, a Arm) Total {
 	var s Total
-	for _, t := range ts {
-		if t.Arm != a {
-			continue
-		}
+	for _, t := range ofArm(ts, a) {
 		s.Transfers++
 		s.RxPackets += t.RxPackets
 		s.BusyPolled += t.BusyPolled
 	}
 	return s
+}
+
+// ofArm returns the transfers of arm a in ts, in order.
+func ofArm(ts []Transfer, a Arm) []Transfer {
+	var of []Transfer
+	for _, t := range ts {
+		if t.Arm == a {
+			of = append(of, t)
+		}
+	}
+	return of
 }
 
 // Share is the busy-polled share of the arm's rx packets.

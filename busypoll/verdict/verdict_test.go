@@ -171,7 +171,7 @@ func readRecording(t *testing.T, name string) []subtest {
 // reach its decision exactly where the recording ends (the suite stopped
 // there), with suspension working it must pass (at most 1 false failure in
 // 200), with suspension made ineffective fail (at most 1 false pass in
-// 100). The README's rates come from these recordings.
+// 100). testdata/README.md's rates come from these recordings.
 func TestSuspensionRecorded(t *testing.T) {
 	tests := []struct {
 		file     string
@@ -367,24 +367,6 @@ func TestThreadBusyPolls(t *testing.T) {
 	err = verdict.ThreadBusyPolls(0, 0, 100*time.Millisecond, 0.25)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "used no CPU during the transfer")
-}
-
-func TestKernelAtLeast(t *testing.T) {
-	tests := []struct {
-		release, since string
-		want           bool
-	}{
-		{"6.18.44-fc-v1045", "6.13", true},
-		{"7.3.4", "6.19", true},
-		{"6.1.0-28-amd64", "6.9", false},
-		{"6.13", "6.13", true},
-		{"6.12.9", "6.13", false},
-		{"5.19.0", "6.9", false},
-		{"garbage", "6.9", false},
-	}
-	for _, tt := range tests {
-		assert.Equal(t, tt.want, verdict.KernelAtLeast(tt.release, tt.since), "%s at least %s", tt.release, tt.since)
-	}
 }
 
 func TestThreadPolled(t *testing.T) {

@@ -1,4 +1,4 @@
-package netns
+package namespace
 
 import (
 	"os"
@@ -7,7 +7,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/netdev-go/busypolltest/busypoll/internal/testenv"
+	"github.com/netdev-go/busypolltest/busypoll/testenv"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/vishvananda/netlink"

@@ -1,4 +1,4 @@
-// Package port lends a named network device of the host (a port, such as
+// Package niclend lends a named network device of the host (a port, such as
 // one end of a cable between two NICs) to a test's network namespace, and
 // gives it back as it was: in its namespace, with its name, up/down state,
 // MTU, GRO and TSO, and every NAPI setting (threaded included).
@@ -7,7 +7,7 @@
 // that carries an address or a route (other than the IPv6 link-local and
 // multicast ones the kernel gives every interface that is up), belongs to a
 // bridge or bond, or is the loopback.
-package port
+package niclend
 
 import (
 	"errors"
@@ -21,11 +21,11 @@ import (
 	"sync"
 
 	"github.com/vishvananda/netlink"
-	vnetns "github.com/vishvananda/netns"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/netdev-go/busypolltest/busypoll/link"
-	"github.com/netdev-go/busypolltest/busypoll/netns"
+	"github.com/netdev-go/busypolltest/busypoll/namespace"
 	"github.com/netdev-go/busypolltest/napi"
 )
 
@@ -48,6 +48,7 @@ type State struct {
 	HasOffloads bool
 }
 
+// String describes the recorded state for the log.
 func (s State) String() string {
 	up := "down"
 	if s.Up {
@@ -126,8 +127,8 @@ func automatic(n *net.IPNet) bool {
 // Loan is a port lent to a namespace.
 type Loan struct {
 	orig  State
-	ns    *netns.NetNS
-	home  vnetns.NsHandle // the namespace the port came from
+	ns    *namespace.NetNS
+	home  netns.NsHandle // the namespace the port came from
 	napis []napiSettings
 
 	mu       sync.Mutex
@@ -148,7 +149,7 @@ func (l *Loan) Orig() State { return l.orig }
 // Lend checks the port name in the calling thread's namespace (Inspect),
 // records its state and moves it into ns. The port keeps its name there; its
 // ifindex may change (look it up by name in ns). Return gives it back.
-func Lend(name string, ns *netns.NetNS) (*Loan, error) {
+func Lend(name string, ns *namespace.NetNS) (*Loan, error) {
 	l, err := Prepare(name, ns)
 	if err != nil {
 		return nil, err
@@ -159,13 +160,13 @@ func Lend(name string, ns *netns.NetNS) (*Loan, error) {
 // Prepare is the first half of Lend: it checks the port and records its
 // state, so that the caller can register l.Return for emergencies before
 // Move moves the port. Return of a loan that did not move gives nothing back.
-func Prepare(name string, ns *netns.NetNS) (*Loan, error) {
+func Prepare(name string, ns *namespace.NetNS) (*Loan, error) {
 	st, err := Inspect(name)
 	if err != nil {
 		return nil, err
 	}
 	runtime.LockOSThread()
-	home, err := vnetns.Get()
+	home, err := netns.Get()
 	runtime.UnlockOSThread()
 	if err != nil {
 		return nil, fmt.Errorf("port: open the current network namespace: %w", err)
@@ -188,7 +189,7 @@ func (l *Loan) Move() error {
 	}
 	fd := l.ns.FD()
 	if fd < 0 {
-		return fmt.Errorf("port: lend %s: %w", name, netns.ErrClosed)
+		return fmt.Errorf("port: lend %s: %w", name, namespace.ErrClosed)
 	}
 	if err := netlink.LinkSetNsFd(dev, fd); err != nil {
 		return fmt.Errorf("port: move %s into %s: %w", name, l.ns, err)
@@ -261,7 +262,7 @@ func (l *Loan) giveBack() error {
 		}
 		return nil
 	})
-	if errors.Is(err, netns.ErrClosed) {
+	if errors.Is(err, namespace.ErrClosed) {
 		// The namespace is gone: a physical device is back home already,
 		// a virtual one is gone with it.
 		err = fmt.Errorf("port: %s: its namespace was closed before the port was given back: %w", name, err)

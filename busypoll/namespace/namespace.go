@@ -1,7 +1,7 @@
-// Package netns holds anonymous network namespaces for tests: it creates
+// Package namespace holds anonymous network namespaces for tests: it creates
 // them, runs code inside them on a thread of their own (NetNS.Do), and keeps
 // one rtnetlink handle per namespace (NetNS.Netlink).
-package netns
+package namespace
 
 import (
 	"errors"

@@ -16,9 +16,11 @@ import (
 
 	"github.com/netdev-go/busypolltest/busypoll"
 	"github.com/netdev-go/busypolltest/busypoll/link"
-	"github.com/netdev-go/busypolltest/busypoll/napitrace"
-	"github.com/netdev-go/busypolltest/busypoll/netns"
+	"github.com/netdev-go/busypolltest/busypoll/namespace"
+	"github.com/netdev-go/busypolltest/busypoll/testenv"
+	"github.com/netdev-go/busypolltest/busypoll/testnet"
 	"github.com/netdev-go/busypolltest/napi"
+	"github.com/netdev-go/busypolltest/napi/napitrace"
 )
 
 const sample = `# tracer: nop
@@ -67,32 +69,16 @@ func TestParseGarbage(t *testing.T) {
 // napi-set threaded enabled): its kernel thread must have polled the
 // packets, and nothing else.
 func TestKernelThreadedNAPI(t *testing.T) {
-	if testing.Short() {
-		t.Skip("skipped with -short: creates network namespaces and traces the kernel")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces, napi-set, tracefs")
-	}
-	server, err := netns.New("trace-sv")
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = server.Close() })
-	client, err := netns.New("trace-cl")
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = client.Close() })
-	pair, err := link.NewVethPair(server, client, netip.MustParsePrefix("10.78.0.1/24"), netip.MustParsePrefix("10.78.0.2/24"))
-	if errors.Is(err, link.ErrNoVeth) {
-		t.Skip(err)
-	}
-	require.NoError(t, err)
+	testenv.NeedRoot(t, "creates network namespaces, napi-set, tracefs")
+	v := testnet.NewVeth(t, "trace", netip.MustParsePrefix("10.78.0.1/24"), netip.MustParsePrefix("10.78.0.2/24"))
+	server, client, pair := v.Server, v.Client, v.Pair
 
 	c, err := napi.Dial(server.FD())
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = c.Close() })
 	fs, err := c.Features()
 	require.NoError(t, err)
-	if err := fs.Missing(napi.FeatureThreaded); err != nil {
-		t.Skip(err)
-	}
+	testenv.SkipIfNotSupported(t, fs.Missing(napi.FeatureThreaded))
 	ns, err := c.NAPIs(uint32(pair.Server.Index))
 	require.NoError(t, err)
 	require.Len(t, ns, 1)
@@ -124,7 +110,7 @@ func TestKernelThreadedNAPI(t *testing.T) {
 	assert.GreaterOrEqual(t, work[int(n.PID)], (rx1-rx0)*9/10, "the thread polled the packets the device received")
 }
 
-func sendSome(t *testing.T, server, client *netns.NetNS, pair link.VethPair) {
+func sendSome(t *testing.T, server, client *namespace.NetNS, pair link.VethPair) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -147,42 +133,21 @@ func sendSome(t *testing.T, server, client *netns.NetNS, pair link.VethPair) {
 	require.NoError(t, <-done)
 }
 
-// mountinfo returns the mount points of tracefs in this process's mount
-// namespace.
-func tracefsMounts(t *testing.T) []string {
-	t.Helper()
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	require.NoError(t, err)
-	var out []string
-	for _, line := range strings.Split(string(b), "\n") {
-		// "36 25 0:12 / /sys/kernel/tracing rw,... - tracefs tracefs rw"
-		if _, fs, ok := strings.Cut(line, " - "); ok && strings.HasPrefix(fs, "tracefs ") {
-			out = append(out, strings.Fields(line)[4])
-		}
-	}
-	return out
-}
-
 // TestKernelSessionLeavesNothing starts a session and closes it, with and
 // without Stop: no mount appears anywhere in the mount tree (where the
 // host has no tracefs mounted, the session's own mount is attached to no
 // path), no instance of this process is left, and Close after Stop is
 // harmless.
 func TestKernelSessionLeavesNothing(t *testing.T) {
-	if testing.Short() {
-		t.Skip("skipped with -short: traces the kernel")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: tracefs")
-	}
-	before := tracefsMounts(t)
+	testenv.NeedRoot(t, "traces the kernel (tracefs)")
+	before := testenv.MountPoints(t, "tracefs")
 	for _, stop := range []bool{true, false} {
 		s, err := napitrace.StartBusyPolls("bpt-none", 16)
 		if errors.Is(err, napitrace.ErrUnavailable) {
 			t.Skip(err)
 		}
 		require.NoError(t, err)
-		assert.Equal(t, before, tracefsMounts(t), "a session mounts nothing in the mount tree")
+		assert.Equal(t, before, testenv.MountPoints(t, "tracefs"), "a session mounts nothing in the mount tree")
 		names, err := napitrace.Instances(os.Getpid())
 		require.NoError(t, err)
 		assert.Len(t, names, 1, "the session's instance exists while it runs")
@@ -212,5 +177,5 @@ func TestKernelSessionLeavesNothing(t *testing.T) {
 	assert.Empty(t, names, "CloseAll leaves no instance")
 	_, err = napitrace.StartBusyPolls("bpt-none", 16)
 	assert.ErrorIs(t, err, napitrace.ErrClosed, "no session after CloseAll")
-	assert.Equal(t, before, tracefsMounts(t))
+	assert.Equal(t, before, testenv.MountPoints(t, "tracefs"))
 }

@@ -35,6 +35,7 @@ type Line struct {
 	Source string
 }
 
+// String names the line for the log.
 func (l Line) String() string {
 	if l.Name != "" {
 		return fmt.Sprintf("IRQ %d %s (%s)", l.IRQ, l.Name, l.Source)

@@ -1,4 +1,4 @@
-package port_test
+package niclend_test
 
 import (
 	"errors"
@@ -12,12 +12,13 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/vishvananda/netlink"
 
-	"github.com/netdev-go/busypolltest/busypoll/netns"
-	"github.com/netdev-go/busypolltest/busypoll/port"
+	"github.com/netdev-go/busypolltest/busypoll/niclend"
+	"github.com/netdev-go/busypolltest/busypoll/testenv"
+	"github.com/netdev-go/busypolltest/busypoll/testnet"
 )
 
 func TestNames(t *testing.T) {
-	s, c, err := port.Names("eth2,eth3")
+	s, c, err := niclend.Names("eth2,eth3")
 	require.NoError(t, err)
 	assert.Equal(t, "eth2", s)
 	assert.Equal(t, "eth3", c)
@@ -29,7 +30,7 @@ func TestNames(t *testing.T) {
 		"eth2,a/b":              `"a/b" is not a valid interface name`,
 		"eth2,sixteen-chars-xy": `"sixteen-chars-xy" is not a valid interface name (at most 15 characters`,
 	} {
-		_, _, err := port.Names(in)
+		_, _, err := niclend.Names(in)
 		if assert.Error(t, err, in) {
 			assert.Contains(t, err.Error(), want, in)
 		}
@@ -41,15 +42,8 @@ func TestNames(t *testing.T) {
 // returns the names. It runs f inside that namespace on a locked thread.
 func withStandIn(t *testing.T, f func(a, b string)) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("skipped with -short: creates network namespaces and a veth pair")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces and moves devices")
-	}
-	home, err := netns.New("port-home")
-	require.NoError(t, err)
-	defer home.Close()
+	testenv.NeedRoot(t, "creates network namespaces and a veth pair and moves devices")
+	home := testnet.NetNS(t, "port-home")
 	a := fmt.Sprintf("pt%06x", rand.Uint32()&0xffffff)
 	b := a + "b"
 	require.NoError(t, home.Do(func() error {
@@ -70,14 +64,12 @@ func TestKernelLendAndReturn(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, netlink.LinkSetMTU(link, 9000))
 		require.NoError(t, netlink.LinkSetUp(link))
-		before, err := port.Inspect(b)
+		before, err := niclend.Inspect(b)
 		require.NoError(t, err, "an up port with only the kernel's link-local address is idle")
 		assert.True(t, before.Up)
 
-		ns, err := netns.New("port-lent")
-		require.NoError(t, err)
-		defer ns.Close()
-		loan, err := port.Lend(b, ns)
+		ns := testnet.NetNS(t, "port-lent")
+		loan, err := niclend.Lend(b, ns)
 		require.NoError(t, err)
 		_, err = netlink.LinkByName(b)
 		require.Error(t, err, "the port left this namespace")
@@ -93,7 +85,7 @@ func TestKernelLendAndReturn(t *testing.T) {
 		}))
 		require.NoError(t, loan.Return())
 		require.NoError(t, loan.Return(), "a second Return returns the first's result")
-		after, err := port.Inspect(b)
+		after, err := niclend.Inspect(b)
 		require.NoError(t, err)
 		after.Index = before.Index
 		assert.Equal(t, before, after, "given back as it was")
@@ -106,17 +98,15 @@ func TestKernelRefusesPortInUse(t *testing.T) {
 		link, err := netlink.LinkByName(a)
 		require.NoError(t, err)
 		require.NoError(t, netlink.AddrAdd(link, &netlink.Addr{IPNet: &net.IPNet{IP: net.IPv4(192, 0, 2, 1), Mask: net.CIDRMask(24, 32)}}))
-		ns, err := netns.New("port-refused")
-		require.NoError(t, err)
-		defer ns.Close()
-		_, err = port.Lend(a, ns)
-		require.ErrorIs(t, err, port.ErrInUse)
+		ns := testnet.NetNS(t, "port-refused")
+		_, err = niclend.Lend(a, ns)
+		require.ErrorIs(t, err, niclend.ErrInUse)
 		assert.Contains(t, err.Error(), "it carries the address 192.0.2.1/24")
 		assert.Contains(t, err.Error(), "nothing was changed")
 		_, err = netlink.LinkByName(a)
 		assert.NoError(t, err, "the refused port stays where it was")
 
-		_, err = port.Lend("nosuchport0", ns)
+		_, err = niclend.Lend("nosuchport0", ns)
 		assert.ErrorIs(t, err, os.ErrNotExist)
 	})
 }

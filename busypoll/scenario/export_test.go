@@ -1,0 +1,4 @@
+package scenario
+
+// ParseSize is parseSize, for the tests.
+var ParseSize = parseSize

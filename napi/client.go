@@ -9,6 +9,8 @@ import (
 	"github.com/mdlayher/netlink"
 	"github.com/mdlayher/netlink/nlenc"
 	"golang.org/x/sys/unix"
+
+	"github.com/netdev-go/busypolltest/busypoll/kernelfeature"
 )
 
 // Generic netlink family "netdev" (include/uapi/linux/netdev.h).
@@ -74,7 +76,10 @@ func newClient(conn *genetlink.Conn) (*Client, error) {
 	f, err := conn.GetFamily(familyName)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("napi: kernel has no generic netlink family %q (needs Linux 6.3): %w", familyName, err)
+			// The family came in Linux 6.3 (include/uapi/linux/netdev.h,
+			// dev-get); napi-get in 6.8 (FamilySince).
+			return nil, fmt.Errorf("napi: %w", &kernelfeature.UnsupportedFeatureError{
+				Name: fmt.Sprintf("generic netlink family %q", familyName), MinimumVersion: "6.3", Err: err})
 		}
 		return nil, fmt.Errorf("napi: resolve generic netlink family %q: %w", familyName, err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/mdlayher/genetlink"
 	"github.com/mdlayher/genetlink/genltest"
 	"github.com/mdlayher/netlink"
+	"github.com/netdev-go/busypolltest/busypoll/kernelfeature"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
@@ -522,8 +523,11 @@ func TestDialNoFamily(t *testing.T) {
 	})
 	defer conn.Close()
 	_, err := newClient(conn)
-	require.ErrorContains(t, err, `napi: kernel has no generic netlink family "netdev" (needs Linux 6.3)`)
+	require.ErrorContains(t, err, `napi: kernel has no generic netlink family "netdev": needs Linux 6.3`)
 	assert.ErrorIs(t, err, os.ErrNotExist)
+	var fe *kernelfeature.UnsupportedFeatureError
+	require.ErrorAs(t, err, &fe, "typed, for testenv.SkipIfNotSupported")
+	assert.Equal(t, "6.3", fe.MinimumVersion)
 }
 
 func TestDecodeUint(t *testing.T) {

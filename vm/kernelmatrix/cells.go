@@ -7,7 +7,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/netdev-go/busypolltest/busypoll/verdict"
+	"github.com/netdev-go/busypolltest/busypoll/kernelfeature"
 	"github.com/netdev-go/busypolltest/napi"
 )
 
@@ -55,7 +55,7 @@ func ageCheck(c Cell, release string) Cell {
 		return c
 	}
 	for _, m := range sinceRE.FindAllStringSubmatch(c.Reason, -1) {
-		if verdict.KernelAtLeast(release, m[1]) {
+		if kernelfeature.AtLeast(release, m[1]) {
 			return Cell{Fail, fmt.Sprintf("skipped for a feature of Linux %s, which this kernel should have: %s", m[1], c.Reason)}
 		}
 	}
@@ -334,7 +334,7 @@ func Surprises(release, napiSet string) []string {
 	var out []string
 	for _, f := range []napi.Feature{napi.FeatureNAPISet, napi.FeatureDeferHardIRQs, napi.FeatureGROFlushTimeout,
 		napi.FeatureIRQSuspendTimeout, napi.FeatureThreaded, napi.FeatureThreadedBusyPoll} {
-		due := verdict.KernelAtLeast(release, f.Since())
+		due := kernelfeature.AtLeast(release, f.Since())
 		switch {
 		case has[f] && !due:
 			out = append(out, fmt.Sprintf("%s is there before its gate (Linux %s)", f, f.Since()))

@@ -78,6 +78,7 @@ func TestScriptsUseTheList(t *testing.T) {
 	tests := []struct{ file, pattern string }{
 		{"../build-kernel", `(?m)^fragment=\$here/kernel\.config$`},
 		{"../build-kernel", `KCONFIG_ALLCONFIG="\$fragment"`},
+		{"../selftest", `go run \./vm/kconfig/fragment vm/kernel\.config >"\$out/config"`},
 	}
 	for _, tt := range tests {
 		b, err := os.ReadFile(tt.file)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/netdev-go/busypolltest/vm/kconfig"
 	"github.com/netdev-go/busypolltest/vm/kmod"
 )
 
@@ -211,14 +212,17 @@ type vmModule struct {
 }
 
 // vmModules are the modules a run loads where the kernel has them as
-// modules: the veth and netdevsim backends, virtio-net for -nics. Their
+// modules: the veth and netdevsim backends, virtio-net for -nics, as
+// vm/kconfig lists them (the suite's one list of kernel options). Their
 // options are in vm/kernel.config (built in there): a test keeps the two
 // lists together.
-var vmModules = []vmModule{
-	{"veth", "CONFIG_VETH", false},
-	{"netdevsim", "CONFIG_NETDEVSIM", false},
-	{"virtio_net", "CONFIG_VIRTIO_NET", true},
-}
+var vmModules = func() []vmModule {
+	var ms []vmModule
+	for _, m := range kconfig.Modules {
+		ms = append(ms, vmModule{m.Name, m.Option, m.ForNICs})
+	}
+	return ms
+}()
 
 // spareModule goes into the VM, where the kernel has it as a module, but
 // is not loaded: package vm/kmod's tests load and unload it (a dummy

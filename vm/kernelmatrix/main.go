@@ -28,8 +28,9 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
-	"strconv"
 	"strings"
+
+	"github.com/netdev-go/busypolltest/busypoll/kernelfeature"
 )
 
 func main() {
@@ -174,18 +175,12 @@ func ReadResults(dir string) ([]*Kernel, error) {
 
 // olderSeries orders "6.1" < "6.12" < "7.0".
 func olderSeries(a, b string) bool {
-	pa, pb := seriesNumbers(a), seriesNumbers(b)
+	pa, _ := kernelfeature.MajorMinor(a)
+	pb, _ := kernelfeature.MajorMinor(b)
 	if pa[0] != pb[0] {
 		return pa[0] < pb[0]
 	}
 	return pa[1] < pb[1]
-}
-
-func seriesNumbers(s string) [2]int {
-	maj, min, _ := strings.Cut(s, ".")
-	a, _ := strconv.Atoi(maj)
-	b, _ := strconv.Atoi(min)
-	return [2]int{a, b}
 }
 
 // ReadKernel reads one kernel folder of the results (see the package doc).

@@ -3,8 +3,10 @@
 # touching the machine's own apt sources, lists or cache. Nothing is
 # installed through it: packages are only downloaded and unpacked.
 #
-#   private_apt DIR      sets apt_opts (options for apt-get and apt-cache)
-#                        and fetches the package lists into DIR (once an hour)
+#   private_apt DIR [SUITE...]
+#                        sets apt_opts (options for apt-get and apt-cache)
+#                        and fetches the package lists of the suites (default:
+#                        private_apt_suites) into DIR (once an hour)
 #
 # The mirror is the one the machine's own sources name (its security entry
 # left out), so no host name is written here.
@@ -14,6 +16,9 @@ private_apt_suites=(bookworm trixie trixie-backports sid)
 
 private_apt() {
 	local dir=$1 uri
+	shift
+	local suites=("$@")
+	[ ${#suites[@]} -gt 0 ] || suites=("${private_apt_suites[@]}")
 	uri=$(awk '/^URIs:/ {print $2}' /etc/apt/sources.list.d/*.sources 2>/dev/null | grep -v security | head -n1 || true)
 	if [ -z "$uri" ]; then
 		uri=$(awk '$1=="deb" && $0 !~ /security/ {for (i=2;i<=NF;i++) if ($i ~ /^[a-z]+:\/\//) {print $i; exit}}' /etc/apt/sources.list 2>/dev/null || true)
@@ -24,7 +29,7 @@ private_apt() {
 	fi
 	mkdir -p "$dir/lists/partial" "$dir/archives/partial"
 	local s
-	for s in "${private_apt_suites[@]}"; do
+	for s in "${suites[@]}"; do
 		echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $uri $s main"
 	done >"$dir/sources.list.new"
 	# Status /dev/null: what the machine has installed plays no part.

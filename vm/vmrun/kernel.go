@@ -205,25 +205,6 @@ func (k *kernel) bootArgs() string {
 	return ""
 }
 
-// vmModule is a module the tests need, and the kernel option that builds it.
-type vmModule struct {
-	name, option string
-	forNICs      bool // needed only when the VM has NICs
-}
-
-// vmModules are the modules a run loads where the kernel has them as
-// modules: the veth and netdevsim backends, virtio-net for -nics, as
-// vm/kconfig lists them (the suite's one list of kernel options). Their
-// options are in vm/kernel.config (built in there): a test keeps the two
-// lists together.
-var vmModules = func() []vmModule {
-	var ms []vmModule
-	for _, m := range kconfig.Modules {
-		ms = append(ms, vmModule{m.Name, m.Option, m.ForNICs})
-	}
-	return ms
-}()
-
 // spareModule goes into the VM, where the kernel has it as a module, but
 // is not loaded: package vm/kmod's tests load and unload it (a dummy
 // netdev driver, which nothing else uses).
@@ -240,8 +221,8 @@ type moduleFile struct {
 	load        bool // init loads it (else it is there for a test)
 }
 
-// modulesFor returns the module files a run with nics NICs loads, in load
-// order (and the spare module, not loaded, where it has no dependencies),
+// modulesFor returns the module files a run with nics NICs loads (those
+// of kconfig.Modules the kernel has as modules), in load order (and the spare module, not loaded, where it has no dependencies),
 // and warnings for the modules the kernel lacks (their tests will
 // skip). A module whose option says "m" but whose file is missing, and a
 // missing virtio_net when the run has NICs, are errors.
@@ -255,34 +236,34 @@ func (k *kernel) modulesFor(nics int) ([]moduleFile, []string, error) {
 		tree = t
 	}
 	var names, warnings []string
-	for _, m := range vmModules {
-		if m.forNICs && nics == 0 {
+	for _, m := range kconfig.Modules {
+		if m.ForNICs && nics == 0 {
 			continue
 		}
-		if tree != nil && tree.Has(m.name) {
-			names = append(names, m.name)
+		if tree != nil && tree.Has(m.Name) {
+			names = append(names, m.Name)
 			continue
 		}
-		val, known := k.configValue(m.option)
-		if val == "y" || tree != nil && tree.Builtin(m.name) {
+		val, known := k.configValue(m.Option)
+		if val == "y" || tree != nil && tree.Builtin(m.Name) {
 			continue
 		}
 		where := "no module tree"
 		if tree != nil {
-			where = "no " + m.name + " module in " + k.modules
+			where = "no " + m.Name + " module in " + k.modules
 		}
 		var why string
 		switch {
 		case val == "m":
-			return nil, nil, fmt.Errorf("kernel %s: its config (%s) says %s=m, but there is %s: were the modules installed (make modules_install)?", k.image, k.config, m.option, where)
+			return nil, nil, fmt.Errorf("kernel %s: its config (%s) says %s=m, but there is %s: were the modules installed (make modules_install)?", k.image, k.config, m.Option, where)
 		case !known:
-			why = fmt.Sprintf("this kernel may have no %s: %s, and no config to tell whether it is built in", m.name, where)
+			why = fmt.Sprintf("this kernel may have no %s: %s, and no config to tell whether it is built in", m.Name, where)
 		case val == "":
-			why = fmt.Sprintf("this kernel has no %s: %s is not set in its config (%s), and there is %s", m.name, m.option, k.config, where)
+			why = fmt.Sprintf("this kernel has no %s: %s is not set in its config (%s), and there is %s", m.Name, m.Option, k.config, where)
 		default:
-			why = fmt.Sprintf("this kernel has no %s: its config says %s=%s", m.name, m.option, val)
+			why = fmt.Sprintf("this kernel has no %s: its config says %s=%s", m.Name, m.Option, val)
 		}
-		if m.forNICs {
+		if m.ForNICs {
 			return nil, nil, fmt.Errorf("-nics %d needs virtio-net: %s", nics, why)
 		}
 		warnings = append(warnings, why+" (its tests will skip)")

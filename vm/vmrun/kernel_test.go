@@ -199,16 +199,3 @@ func TestModulesFor(t *testing.T) {
 		assert.Contains(t, warnings[1], "this kernel may have no netdevsim: no module tree, and no config to tell")
 	})
 }
-
-// vm/kernel.config (the from-source kernel) builds in every module a run
-// loads elsewhere.
-func TestVMModulesInKernelConfig(t *testing.T) {
-	if os.Getenv("BUSYPOLLTEST_VM") == "1" {
-		t.Skip("vm/kernel.config is not in the VM (its initramfs holds the package's testdata only): checked on the host")
-	}
-	b, err := os.ReadFile("../kernel.config")
-	require.NoError(t, err)
-	for _, m := range vmModules {
-		assert.Contains(t, strings.Split(string(b), "\n"), m.option+"=y", m.name)
-	}
-}
